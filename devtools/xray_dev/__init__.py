@@ -1,0 +1,1 @@
+"""Development and test tooling: the local control plane, moto, process helpers."""
