@@ -1,0 +1,83 @@
+"""Turn per-action decisions about one role into an IdentityResult with a message and a fix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xray_operator.policy.evaluate import Decision, Evaluation
+from xray_operator.policy.report import (
+    ALLOWED,
+    EXPLICIT_DENY,
+    MANAGED_POLICY,
+    MISSING_PERMISSIONS,
+    UNVERIFIABLE,
+    IdentityKind,
+    IdentityResult,
+    TriStatus,
+    role_name,
+)
+
+
+def judge_role(
+    *,
+    kind: IdentityKind,
+    role_arn: str,
+    nodes: Sequence[str],
+    region: str,
+    evaluations: Sequence[Evaluation],
+    over_privileged_by: Sequence[str] = (),
+    source: str = "local evaluation",
+) -> IdentityResult:
+    name = role_name(role_arn)
+    missing = tuple(e.action for e in evaluations if e.decision.denied)
+    explicit = [e for e in evaluations if e.decision is Decision.EXPLICIT_DENY]
+    unknown = [e for e in evaluations if e.decision is Decision.UNKNOWN]
+
+    def result(
+        allowed: TriStatus,
+        reason: str,
+        message: str,
+        fix: str,
+        missing_actions: tuple[str, ...] = (),
+    ) -> IdentityResult:
+        return IdentityResult(
+            kind=kind,
+            role_arn=role_arn,
+            nodes=tuple(nodes),
+            allowed=allowed,
+            reason=reason,
+            message=message,
+            missing_actions=missing_actions,
+            over_privileged=bool(over_privileged_by),
+            over_privileged_by=tuple(over_privileged_by),
+            fix=fix,
+        )
+
+    if missing:
+        message = f"cannot call {', '.join(missing)} in {region}"
+        if explicit:
+            message += f" ({explicit[0].why})"
+            deny_source = explicit[0].why.removeprefix("explicitly denied by ")
+            fix = (
+                f"remove or narrow the Deny ({deny_source}) "
+                f"on role {name}, then attach {MANAGED_POLICY} if still needed"
+            )
+            reason = EXPLICIT_DENY
+        else:
+            fix = f"attach {MANAGED_POLICY} to role {name}"
+            reason = MISSING_PERMISSIONS
+        return result("False", reason, message, fix, missing)
+    if unknown:
+        actions = ", ".join(e.action for e in unknown)
+        return result(
+            "Unknown",
+            UNVERIFIABLE,
+            f"cannot tell whether {actions} are allowed in {region}: {unknown[0].why}",
+            f"check that condition by hand, or attach {MANAGED_POLICY} to role {name}",
+        )
+    message = f"all {len(evaluations)} X-Ray daemon actions allowed in {region} ({source})"
+    fix = ""
+    if over_privileged_by:
+        message += f"; over-privileged: {', '.join(over_privileged_by)} allows * on *"
+        fix = f"replace {', '.join(over_privileged_by)} on role {name} with {MANAGED_POLICY}"
+    return result("True", ALLOWED, message, fix)
