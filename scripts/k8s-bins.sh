@@ -101,7 +101,7 @@ GO
   echo "${dir}"
 }
 
-simple_module() { # NAME MODULE VERSION
+simple_module() { # NAME PACKAGE VERSION (go get of the package records its dependencies too)
   local dir="${WORK}/$1-$3"
   if [[ -f "${dir}/.ready" ]]; then echo "${dir}"; return; fi
   mkdir -p "${dir}"
@@ -124,7 +124,7 @@ build() {
       dir="$(simple_module etcd go.etcd.io/etcd/server/v3 "${ETCD_VERSION}")"
       pkg=go.etcd.io/etcd/server/v3 ;;
     kwok)
-      dir="$(simple_module kwok sigs.k8s.io/kwok "${KWOK_VERSION}")"
+      dir="$(simple_module kwok sigs.k8s.io/kwok/cmd/kwok "${KWOK_VERSION}")"
       pkg=sigs.k8s.io/kwok/cmd/kwok
       ldflags="-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}" ;;
     *)
