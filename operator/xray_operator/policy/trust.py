@@ -24,6 +24,7 @@ class TrustResult:
     admits: Tri
     subject: str
     why: str
+    provider: str = ""  # the OIDC provider ARN through which it admits the subject
 
 
 def _federated(statement: Statement) -> list[str]:
@@ -63,7 +64,9 @@ def trust_admits(statements: Sequence[Statement], namespace: str, name: str) -> 
         )
         result = evaluate([scoped], WEB_IDENTITY_ACTION, context)
         if result.decision is Decision.ALLOWED:
-            return TrustResult(True, subject, f"trust policy admits {subject} via {provider}")
+            return TrustResult(
+                True, subject, f"trust policy admits {subject} via {provider}", provider
+            )
         if result.decision is Decision.UNKNOWN:
             unknown = unknown or result.why
     if unknown:

@@ -1,0 +1,321 @@
+"""IAM preflight: may the identity the X-Ray daemon runs as send traces to the region?
+
+Entry point for the operator and `check-iam`: `check_identities(...) -> IamReport`. It takes
+plain values (not the TracingConfig model) so callers decide where they come from; see
+`inputs_from_tracingconfig` for the usual mapping. It does not raise for AWS errors: they end
+up as identities with allowed "Unknown" and reason "CheckerError" (`report.has_checker_error`
+tells the caller to retry with backoff). It is blocking; run it off the event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from xray_operator.policy import (
+    XRAY_ACTIONS,
+    IamReport,
+    IdentityResult,
+    evaluate_actions,
+    judge_role,
+    make_context,
+    over_privileged,
+    trust_admits,
+)
+from xray_operator.policy.report import (
+    CHECKER_ERROR,
+    INSTANCE_NOT_FOUND,
+    MANAGED_POLICY,
+    NO_INSTANCE_PROFILE,
+    NO_IRSA_ROLE,
+    TRUST_POLICY_MISMATCH,
+    UNVERIFIABLE,
+    IdentityKind,
+    role_name,
+)
+from xray_operator.reconcile.aws import CheckerError, NotFound, ec2_client, iam_client
+from xray_operator.reconcile.aws_ec2 import resolve_roles, split_nodes
+from xray_operator.reconcile.aws_iam import (
+    RolePolicies,
+    get_role,
+    oidc_provider_exists,
+    role_policies,
+    simulate,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_iam import IAMClient
+
+__all__ = [
+    "CheckerError",
+    "IamReport",
+    "IdentityInputs",
+    "IdentityResult",
+    "check_identities",
+    "inputs_from_tracingconfig",
+]
+
+IDENTITY_MODES = ("auto", "nodeRole", "irsa")
+
+
+@dataclass(frozen=True)
+class IdentityInputs:
+    region: str
+    irsa_role_arn: str | None
+    identity_mode: str
+    service_account: tuple[str, str]
+    check: bool
+
+
+def inputs_from_tracingconfig(body: Mapping[str, Any]) -> IdentityInputs:
+    """Plain inputs from a TracingConfig object (dict, camelCase as stored in the cluster)."""
+    meta = body.get("metadata", {})
+    spec = body.get("spec", {})
+    iam = spec.get("iam") or {}
+    return IdentityInputs(
+        region=str(spec.get("region") or ""),
+        irsa_role_arn=(spec.get("serviceAccount") or {}).get("roleArn") or None,
+        identity_mode=str(iam.get("identity") or "auto"),
+        # The daemon's ServiceAccount is named after the TracingConfig (see render/).
+        service_account=(str(meta.get("namespace", "")), f"{meta.get('name', '')}-daemon"),
+        check=bool(iam.get("check", True)),
+    )
+
+
+def _unknown(
+    kind: IdentityKind, role_arn: str, nodes: Sequence[str], exc: CheckerError
+) -> IdentityResult:
+    return IdentityResult(
+        kind=kind,
+        role_arn=role_arn,
+        nodes=tuple(nodes),
+        allowed="Unknown",
+        reason=CHECKER_ERROR,
+        message=exc.describe(),
+        fix=exc.fix,
+    )
+
+
+class _Checker:
+    def __init__(self, iam: IAMClient, region: str, use_simulator: bool) -> None:
+        self.iam = iam
+        self.region = region
+        self.use_simulator = use_simulator
+
+    def context(self, role_arn: str) -> dict[str, tuple[str, ...]]:
+        account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ""
+        return make_context(
+            {
+                "aws:RequestedRegion": self.region,
+                "aws:PrincipalArn": role_arn,
+                "aws:PrincipalAccount": account,
+            }
+        )
+
+    def check_role(
+        self, kind: IdentityKind, role_arn: str, nodes: Sequence[str]
+    ) -> tuple[IdentityResult, RolePolicies | None]:
+        try:
+            try:
+                role = get_role(self.iam, role_arn)
+            except NotFound:
+                return (
+                    IdentityResult(
+                        kind=kind,
+                        role_arn=role_arn,
+                        nodes=tuple(nodes),
+                        allowed="False",
+                        reason="RoleNotFound",
+                        message=f"role {role_arn} does not exist",
+                        fix=f"create role {role_name(role_arn)} with {MANAGED_POLICY} attached",
+                    ),
+                    None,
+                )
+            evaluations = (
+                simulate(self.iam, role_arn, XRAY_ACTIONS, self.region)
+                if self.use_simulator
+                else None
+            )
+            source = "IAM policy simulator"
+            policies: RolePolicies | None = None
+            note = ""
+            try:
+                policies = role_policies(self.iam, role)
+            except CheckerError as exc:
+                if evaluations is None:
+                    raise
+                note = f"; over-privilege not checked: {exc.describe()}"
+            if evaluations is None:
+                assert policies is not None  # role_policies raised otherwise
+                source = "local evaluation"
+                evaluations = evaluate_actions(
+                    policies.identity, XRAY_ACTIONS, self.context(role_arn), policies.boundary
+                )
+            broad = over_privileged(policies.identity) if policies else []
+            result = judge_role(
+                kind=kind,
+                role_arn=role_arn,
+                nodes=nodes,
+                region=self.region,
+                evaluations=evaluations,
+                over_privileged_by=broad,
+                source=source,
+            )
+            return replace(result, message=result.message + note), policies
+        except CheckerError as exc:
+            return _unknown(kind, role_arn, nodes, exc), None
+
+    def check_irsa(self, role_arn: str, service_account: tuple[str, str]) -> IdentityResult:
+        result, policies = self.check_role("irsa", role_arn, ())
+        if policies is None:
+            return result
+        namespace, name = service_account
+        trust = trust_admits(policies.trust, namespace, name)
+        if trust.admits is True:
+            try:
+                if not oidc_provider_exists(self.iam, trust.provider):
+                    return replace(
+                        result,
+                        allowed="False",
+                        reason=TRUST_POLICY_MISMATCH,
+                        message=f"OIDC provider {trust.provider} named in the trust policy is "
+                        f"not registered in IAM; {result.message}",
+                        fix="register the cluster's OIDC issuer as an IAM OIDC provider "
+                        "(eksctl utils associate-iam-oidc-provider)",
+                    )
+            except (CheckerError, NotFound):
+                pass  # the trust policy itself admits the ServiceAccount; good enough
+            return result
+        if trust.admits is False:
+            return replace(
+                result,
+                allowed="False",
+                reason=TRUST_POLICY_MISMATCH,
+                message=f"{trust.why}; {result.message}",
+                fix=f"allow sts:AssumeRoleWithWebIdentity for {trust.subject} in the trust "
+                f"policy of role {role_name(role_arn)} (condition <oidc-issuer>:sub)",
+            )
+        if result.allowed == "True":
+            return replace(
+                result,
+                allowed="Unknown",
+                reason=UNVERIFIABLE,
+                message=f"{trust.why}; {result.message}",
+            )
+        return result
+
+    def check_nodes(
+        self, nodes: Sequence[Mapping[str, Any]], ec2_for: Callable[[str], EC2Client]
+    ) -> tuple[list[IdentityResult], list[str]]:
+        targets, unchecked = split_nodes(nodes, self.region)
+        if not targets:
+            return [], unchecked
+        try:
+            resolved = resolve_roles(targets, ec2_for, self.iam)
+        except CheckerError as exc:
+            return [_unknown("nodeRole", "", sorted(t.node for t in targets), exc)], unchecked
+        groups: dict[tuple[str, str], list[str]] = {}
+        for node, key in sorted(resolved.items()):
+            groups.setdefault(key, []).append(node)
+        results: list[IdentityResult] = []
+        for (what, ref), members in sorted(groups.items()):
+            if what == "role":
+                results.append(self.check_role("nodeRole", ref, members)[0])
+                continue
+            message, reason, allowed, fix = {
+                "noProfile": (
+                    f"instance {ref} has no instance profile, so the daemon there has no "
+                    "credentials",
+                    NO_INSTANCE_PROFILE,
+                    "False",
+                    f"attach an instance profile whose role has {MANAGED_POLICY}",
+                ),
+                "profileWithoutRole": (
+                    f"instance profile {ref} contains no role",
+                    NO_INSTANCE_PROFILE,
+                    "False",
+                    f"add a role with {MANAGED_POLICY} to instance profile {role_name(ref)}",
+                ),
+                "notFound": (
+                    f"instance {ref} not found in EC2 (other account or region?)",
+                    INSTANCE_NOT_FOUND,
+                    "Unknown",
+                    "run the check with credentials for the account that owns the nodes",
+                ),
+            }[what]
+            results.append(
+                IdentityResult(
+                    kind="nodeRole",
+                    role_arn="",
+                    nodes=tuple(members),
+                    allowed=allowed,  # type: ignore[arg-type]
+                    reason=reason,
+                    message=message,
+                    fix=fix,
+                )
+            )
+        return results, unchecked
+
+
+def check_identities(
+    *,
+    region: str,
+    irsa_role_arn: str | None,
+    identity_mode: str,
+    service_account: tuple[str, str],
+    nodes: Sequence[Mapping[str, Any]],
+    session: boto3.Session | None = None,
+    use_simulator: bool = True,
+    now: dt.datetime | None = None,
+) -> IamReport:
+    """Check the daemon's identity: the IRSA role, or every node's instance role.
+
+    `identity_mode` "auto" picks IRSA when `irsa_role_arn` is set, node roles otherwise.
+    `nodes` are Node objects as dicts (only metadata.name and spec.providerID are read).
+    """
+    if identity_mode not in IDENTITY_MODES:
+        raise ValueError(
+            f"identity must be one of {', '.join(IDENTITY_MODES)}, not {identity_mode!r}"
+        )
+    session = session or boto3.Session()
+    checker = _Checker(iam_client(session, region), region, use_simulator)
+    mode = identity_mode
+    if mode == "auto":
+        mode = "irsa" if irsa_role_arn else "nodeRole"
+    identities: list[IdentityResult]
+    unchecked: list[str] = []
+    if mode == "irsa":
+        if irsa_role_arn:
+            identities = [checker.check_irsa(irsa_role_arn, service_account)]
+        else:
+            identities = [
+                IdentityResult(
+                    kind="irsa",
+                    role_arn="",
+                    nodes=(),
+                    allowed="False",
+                    reason=NO_IRSA_ROLE,
+                    message="iam.identity is irsa but spec.serviceAccount.roleArn is empty",
+                    fix="set spec.serviceAccount.roleArn, or set iam.identity to auto",
+                )
+            ]
+    else:
+        clients: dict[str, EC2Client] = {}
+
+        def ec2_for(node_region: str) -> EC2Client:
+            if node_region not in clients:
+                clients[node_region] = ec2_client(session, node_region)
+            return clients[node_region]
+
+        identities, unchecked = checker.check_nodes(nodes, ec2_for)
+    return IamReport(
+        checked_at=now or dt.datetime.now(dt.UTC),
+        region=region,
+        identities=tuple(identities),
+        unchecked_nodes=tuple(unchecked),
+    )
