@@ -325,3 +325,13 @@ def test_owned_env_reads_the_injection_managers_fields_only() -> None:
     workload = deployment({INJECT_ANNOTATION: "xray-system/nodes"})
     live = as_applied(workload, plan_workload(workload, {}, TARGETS).body)
     assert owned_env(live) == {"app": frozenset({"HOST_IP", ADDR})}
+
+
+@pytest.mark.parametrize("address", ["h:2000", "tcp:h:2001 udp:h:2000", "udp:h:1 tcp:h:2"])
+def test_both_sdk_address_forms_are_accepted(address: str) -> None:
+    assert valid_address(address)
+
+
+@pytest.mark.parametrize("address", ["tcp:h:2001 tcp:h:2000", "tcp:h udp:h:2", "h:1 h:2"])
+def test_two_part_addresses_need_one_tcp_and_one_udp_with_ports(address: str) -> None:
+    assert not valid_address(address)

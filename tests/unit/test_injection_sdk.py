@@ -14,7 +14,9 @@ import pytest
 from aws_xray_sdk.core.daemon_config import DaemonConfig
 
 from xray_operator.constants import INJECT_ANNOTATION
-from xray_operator.render.injection import Target, plan_pod, plan_workload
+from xray_operator.model import TracingConfig
+from xray_operator.render import address_for
+from xray_operator.render.injection import Target, plan_pod, plan_workload, target_for
 
 NODE_IP = "10.20.30.40"
 POD_STATUS = {"status.hostIP": NODE_IP}
@@ -28,6 +30,25 @@ HOOK_SERVICE = Target("xray-system/hook", False, "webhook",
                       "hook-daemon.xray-system.svc.cluster.local:2000", False)
 HOOK_HOSTIP = Target("xray-system/hooknodes", False, "webhook", "$(HOST_IP):2001", True)
 ALL = [SERVICE, SERVICE_ODD_PORT, HOSTIP, HOOK_SERVICE, HOOK_HOSTIP]
+
+
+def config(name: str, **spec: Any) -> TracingConfig:
+    return TracingConfig.from_object({
+        "metadata": {"name": name, "namespace": "xray-system"},
+        "spec": {"region": "us-east-1", **spec},
+    })
+
+
+# The same addresses, as render.address_for makes them from real TracingConfigs, including the
+# two-part form it uses when the UDP and TCP ports differ.
+CONFIGS = [
+    config("svc"),
+    config("split", daemon={"udpPort": 2000, "tcpPort": 2001}),
+    config("nodes", daemon={"hostPort": True}, injection={"addressMode": "hostIP"}),
+    config("splitnodes", daemon={"hostPort": True, "udpPort": 2002, "tcpPort": 2003},
+           injection={"addressMode": "hostIP", "mode": "webhook"}),
+]
+ALL += [target_for(c, address_for(c)) for c in CONFIGS]
 
 
 def kubelet_environment(env: list[dict[str, Any]]) -> dict[str, str]:
@@ -71,7 +92,15 @@ def test_injected_address_is_parsed_by_the_python_sdk(
     environment = kubelet_environment(injected_env(target))
     address = environment["AWS_XRAY_DAEMON_ADDRESS"]
     monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", address)
-    config = DaemonConfig()
-    expected_host, _, port = target.address.replace("$(HOST_IP)", NODE_IP).rpartition(":")
-    assert (config.udp_ip, config.udp_port) == (expected_host, int(port))
-    assert (config.tcp_ip, config.tcp_port) == (expected_host, int(port))
+    parsed = DaemonConfig()
+    expected = target.address.replace("$(HOST_IP)", NODE_IP)
+    if " " in expected:  # tcp:host:port udp:host:port
+        parts = dict(p.split(":", 1) for p in expected.split(" "))
+        tcp_host, _, tcp_port = parts["tcp"].rpartition(":")
+        udp_host, _, udp_port = parts["udp"].rpartition(":")
+    else:
+        tcp_host, _, tcp_port = expected.rpartition(":")
+        udp_host, udp_port = tcp_host, tcp_port
+    assert NODE_IP in expected or ".svc.cluster.local" in expected
+    assert (parsed.udp_ip, parsed.udp_port) == (udp_host, int(udp_port))
+    assert (parsed.tcp_ip, parsed.tcp_port) == (tcp_host, int(tcp_port))

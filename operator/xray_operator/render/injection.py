@@ -137,8 +137,23 @@ def _default_target(targets: Sequence[Target], namespace: str, where: str) -> De
 
 
 def valid_address(address: str) -> bool:
-    """host:port with a numeric port: what every X-Ray SDK accepts (no port crashes Node/Python)."""
-    host, sep, port = address.rpartition(":")
+    """`host:port`, or `tcp:host:port udp:host:port` when the ports differ: the two forms every
+    X-Ray SDK parses. A value without a port crashes Node and Python apps at start-up."""
+    parts = address.split(" ")
+    if len(parts) == 1:
+        return _host_port(parts[0])
+    schemes = []
+    for part in parts:
+        scheme, _, rest = part.partition(":")
+        if scheme not in ("tcp", "udp") or not _host_port(rest):
+            return False
+        schemes.append(scheme)
+    return sorted(schemes) == ["tcp", "udp"]
+
+
+def _host_port(text: str) -> bool:
+    # No SDK parses IPv6 literals, so a host may not contain ':'.
+    host, sep, port = text.rpartition(":")
     return bool(sep and host and ":" not in host and port.isdigit() and 0 < int(port) < 65536)
 
 
