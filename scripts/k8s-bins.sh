@@ -144,6 +144,26 @@ build() {
   ln -sf "${out}" "${BIN_DIR}/${name}"
 }
 
+# kwok ships no built-in behaviour: node and pod lifecycles are Stage objects from its module's
+# kustomize/stage folder. Collect the usual ones (nodes Ready with lease heartbeats; pods
+# created -> Running -> deleted) into one file beside the binary.
+kwok_stages() {
+  local out="${USER_CACHE}/kwok-stages-${KWOK_VERSION}.yaml" src f
+  if [[ ! -s "${out}" ]]; then
+    src="$(go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+    : > "${out}.tmp"
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/general/pod-create.yaml pod/general/pod-init-container-running.yaml \
+             pod/general/pod-init-container-completed.yaml pod/general/pod-ready.yaml \
+             pod/general/pod-complete.yaml pod/general/pod-delete.yaml; do
+      { echo "---"; cat "${src}/kustomize/stage/${f}"; } >> "${out}.tmp"
+    done
+    mv "${out}.tmp" "${out}"
+  fi
+  ln -sf "${out}" "${BIN_DIR}/kwok-stages.yaml"
+  log "kwok stages: ${BIN_DIR}/kwok-stages.yaml"
+}
+
 NAMES=("$@")
 if [[ ${#NAMES[@]} -eq 0 ]]; then
   NAMES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
@@ -153,5 +173,6 @@ for name in "${NAMES[@]}"; do
   i=$((i + 1))
   log "(${i}/${#NAMES[@]}) ${name}"
   have "${name}" || build "${name}"
+  if [[ "${name}" == kwok ]]; then kwok_stages; fi
 done
 log "all binaries ready in ${BIN_DIR}"

@@ -282,6 +282,7 @@ def _commands(cluster: Cluster) -> dict[str, list[str]]:
         ],
         "kwok": [
             f"--kubeconfig={d / 'kubeconfig'}",
+            f"--config={BIN_DIR / 'kwok-stages.yaml'}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
@@ -358,7 +359,7 @@ def up(state_dir: Path = STATE_DIR) -> tuple[Cluster, bool]:
     if existing is not None:
         log("found a stale or unhealthy cluster; stopping it first")
         down(state_dir)
-    missing = [n for n in (*COMPONENTS, "kubectl") if not (BIN_DIR / n).exists()]
+    missing = [n for n in (*COMPONENTS, "kubectl", "kwok-stages.yaml") if not (BIN_DIR / n).exists()]
     if missing:
         raise RuntimeError(
             f"missing binaries in {BIN_DIR}: {', '.join(missing)}; run make k8s-bins"
@@ -390,6 +391,14 @@ def up(state_dir: Path = STATE_DIR) -> tuple[Cluster, bool]:
         manifest = "\n---\n".join(yaml.safe_dump(n) for n in node_objects())
         cluster.kubectl("apply", "--server-side", "--field-manager=local-cluster", "-f", "-",
                         input=manifest)
+        # Distinct node IPs (kwok would give every node --node-ip), so status.hostIP differs
+        # per node as on EKS. These addresses are labels only; nothing connects to them.
+        for i in range(NODE_COUNT):
+            patch = {"status": {"addresses": [
+                {"type": "InternalIP", "address": f"10.0.1.{10 + i}"},
+                {"type": "Hostname", "address": f"kwok-node-{i}"}]}}
+            cluster.kubectl("patch", "node", f"kwok-node-{i}", "--subresource=status",
+                            "--type=merge", "-p", json.dumps(patch))
         _wait(f"{NODE_COUNT} Ready nodes", lambda: ready_nodes(cluster) >= NODE_COUNT, 90,
               cluster, "kwok")
         _wait("the default ServiceAccount", lambda: _get(
