@@ -252,6 +252,18 @@ def test_hand_set_address_is_kept_and_reported() -> None:
     assert plan.hand_set == ("app",)
     assert list(env_of(plan.body)) == ["side"]
     assert any("127.0.0.1:2000" in p and "'app'" in p for p in plan.problems)
+    # Recorded, so the next pass neither writes nor reports it again.
+    again = plan_workload(as_applied(workload, plan.body), {}, TARGETS)
+    assert not again.needs_write and again.hand_set == ("app",)
+
+
+def test_only_container_hand_set_records_that_without_touching_the_template() -> None:
+    mine = {"name": ADDR, "value": "127.0.0.1:2000"}
+    workload = deployment({INJECT_ANNOTATION: "true"},
+                          containers=[{"name": "app", "image": "a", "env": [mine]}])
+    plan = plan_workload(workload, {}, TARGETS)
+    assert plan.needs_write and "spec" not in plan.body
+    assert not plan_workload(as_applied(workload, plan.body), {}, TARGETS).needs_write
 
 
 def test_address_changed_by_hand_after_injection_becomes_theirs() -> None:
@@ -262,7 +274,9 @@ def test_address_changed_by_hand_after_injection_becomes_theirs() -> None:
     live["metadata"]["managedFields"][-1]["fieldsV1"] = {}
     plan = plan_workload(live, {}, TARGETS)
     assert plan.hand_set == ("app",)
-    assert "spec" not in plan.body  # nothing left to own: the annotation is released too
+    assert "spec" not in plan.body  # no env entry is ours any more
+    record = json.loads(plan.body["metadata"]["annotations"][INJECTED_BY_ANNOTATION])
+    assert record["handSet"] == ["app"] and record["env"] == {}
     assert plan.needs_write
 
 

@@ -286,16 +286,23 @@ def _key_name(key: str) -> str | None:
 # --- the record annotation --------------------------------------------------------------------
 
 def record_text(target: Target, plans: Iterable[ContainerPlan]) -> str:
-    """The `injected-by` value: which config, which address, which env names in which container.
+    """The `injected-by` value: which config, which address, which env names in which container,
+    and which containers were left alone because they set the address themselves.
 
     Compact JSON with sorted keys, so the same injection always gives the same text and an
-    unchanged workload compares equal (no write).
+    unchanged workload compares equal (no write). Recording the hand-set containers makes
+    "found a hand-set address" a change of state, seen (and reported) once, not every pass.
     """
-    env = {p.container: [e["name"] for e in p.entries] for p in plans if p.entries}
-    return json.dumps(
-        {"config": target.config, "address": target.address, "env": env},
-        sort_keys=True, separators=(",", ":"),
-    )
+    plans = list(plans)
+    record: dict[str, Any] = {
+        "config": target.config,
+        "address": target.address,
+        "env": {p.container: [e["name"] for e in p.entries] for p in plans if p.entries},
+    }
+    hand_set = sorted(p.container for p in plans if p.hand_set)
+    if hand_set:
+        record["handSet"] = hand_set
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
 def parse_record(text: str | None) -> dict[str, Any] | None:
@@ -386,12 +393,10 @@ def plan_workload(
                     problems.append(plan.skipped)
 
     injecting = [p for p in plans if p.entries]
-    if target is not None and injecting:
-        record: str | None = record_text(target, injecting)
-        body = apply_body(workload, injecting, record)
-    else:
-        record = None
-        body = apply_body(workload, [], None)
+    record: str | None = None
+    if target is not None and (injecting or any(p.hand_set for p in plans)):
+        record = record_text(target, plans)
+    body = apply_body(workload, injecting, record)
     return WorkloadPlan(
         decision=decision,
         body=body,
@@ -413,9 +418,11 @@ def apply_body(
         "kind": workload.get("kind", "Deployment"),
         "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace")},
     }
-    if record is None or not plans:
+    if record is None:
         return body
     body["metadata"]["annotations"] = {INJECTED_BY_ANNOTATION: record}
+    if not plans:
+        return body
     body["spec"] = {"template": {"spec": {"containers": [
         {"name": p.container, "env": [dict(e) for e in p.entries]} for p in plans
     ]}}}
@@ -493,7 +500,7 @@ def plan_pod(
             ops.extend({"op": "add", "path": f"{path}/-", "value": dict(e)} for e in plan.entries)
     injecting = [p for p in plans if p.entries]
     if injecting:
-        record = record_text(target, injecting)
+        record = record_text(target, plans)
         if "annotations" not in metadata:
             ops.append({"op": "add", "path": "/metadata/annotations",
                         "value": {INJECTED_BY_ANNOTATION: record}})

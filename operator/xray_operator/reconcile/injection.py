@@ -1,0 +1,210 @@
+"""Deployment-mode injection against the API server: read, plan (pure), apply, report.
+
+Writes go through server-side apply under INJECTION_FIELD_MANAGER, a manager that owns only
+the injected env entries and the `injected-by` annotation. Removing injection is applying the
+bare identity for that manager: the API server drops what only it owned and keeps everything
+else exactly as it was. A plan that would change nothing is not sent (no needless rollouts).
+
+Blocking calls; async callers run these with asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from xray_operator.constants import API_VERSION, INJECTION_FIELD_MANAGER, KIND
+from xray_operator.model import TracingConfig
+from xray_operator.reconcile.kube import Kube, KubeError
+from xray_operator.render import address_for
+from xray_operator.render.injection import (
+    WORKLOAD_KINDS,
+    Target,
+    WorkloadPlan,
+    plan_workload,
+    target_for,
+)
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+EVENT_SOURCE = "xray-operator"
+
+
+@dataclass(frozen=True)
+class InjectionResult:
+    """What happened to one workload: the handler logs it, status counts it."""
+
+    kind: str
+    namespace: str
+    name: str
+    config: str | None  # the TracingConfig that applies (deployment or webhook mode)
+    wrote: bool
+    injected: tuple[str, ...]  # containers that carry the injected env now
+    hand_set: tuple[str, ...]
+    problems: tuple[str, ...]
+    error: str | None = None  # the write failed (conflict, API error)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def load_targets(kube: Kube, configs: Iterable[Obj] | None = None) -> list[Target]:
+    """Targets of every TracingConfig that is not being deleted (deleting one removes its
+    injection). Objects that do not parse are skipped: their own reconcile reports them."""
+    if configs is None:
+        configs = kube.list(API_VERSION, KIND)
+    targets = []
+    for obj in configs:
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        try:
+            config = TracingConfig.from_object(obj)
+        except (ValidationError, ValueError):
+            continue
+        targets.append(target_for(config, address_for(config)))
+    return targets
+
+
+def namespace_annotations(kube: Kube) -> dict[str, dict[str, str]]:
+    return {
+        ns["metadata"]["name"]: ns["metadata"].get("annotations") or {}
+        for ns in kube.list("v1", "Namespace")
+    }
+
+
+def list_workloads(kube: Kube, namespace: str | None = None) -> list[Obj]:
+    workloads: list[Obj] = []
+    for kind in WORKLOAD_KINDS:
+        workloads.extend(kube.list("apps/v1", kind, namespace))
+    return workloads
+
+
+def reconcile_workload(
+    kube: Kube,
+    workload: Obj,
+    namespace_annotations: Mapping[str, str] | None,
+    targets: Sequence[Target],
+    *,
+    events: bool = True,
+) -> InjectionResult:
+    """At most one write; none when the workload already is as planned."""
+    plan = plan_workload(workload, namespace_annotations, targets)
+    error = None
+    wrote = False
+    if plan.needs_write:
+        try:
+            # force=False: if another manager (a GitOps tool that copied the live object) owns
+            # an entry with a different value, taking it over would start a tug of war.
+            kube.apply(plan.body, field_manager=INJECTION_FIELD_MANAGER, force=False)
+            wrote = True
+        except KubeError as err:
+            if not err.conflict:
+                raise
+            error = f"not injected: another field manager owns a conflicting value ({err.message})"
+    result = _result(workload, plan, wrote, error)
+    if events and (wrote or error):
+        _report(kube, workload, plan, result)
+    return result
+
+
+def reconcile_all(
+    kube: Kube, targets: Sequence[Target] | None = None, namespace: str | None = None
+) -> list[InjectionResult]:
+    """Every Deployment, StatefulSet and DaemonSet (in `namespace`, or cluster-wide)."""
+    if targets is None:
+        targets = load_targets(kube)
+    annotations = namespace_annotations(kube)
+    return [
+        reconcile_workload(
+            kube, workload, annotations.get(workload["metadata"]["namespace"]), targets)
+        for workload in list_workloads(kube, namespace)
+    ]
+
+
+def injected_counts(results: Iterable[InjectionResult]) -> Counter[str]:
+    """Workloads carrying injected env per TracingConfig (status.injectedWorkloads)."""
+    return Counter(r.config for r in results if r.config and r.injected and not r.error)
+
+
+def _result(
+    workload: Obj, plan: WorkloadPlan, wrote: bool, error: str | None
+) -> InjectionResult:
+    metadata = workload["metadata"]
+    target = plan.decision.target
+    return InjectionResult(
+        kind=workload.get("kind", ""),
+        namespace=metadata.get("namespace", ""),
+        name=metadata.get("name", ""),
+        config=target.config if target else None,
+        wrote=wrote,
+        injected=plan.injected,
+        hand_set=plan.hand_set,
+        problems=plan.problems,
+        error=error,
+    )
+
+
+def _report(kube: Kube, workload: Obj, plan: WorkloadPlan, result: InjectionResult) -> None:
+    """Events on the workload, posted only when its injection state changed (a write or a
+    refused write), so a steady state stays silent."""
+    target = plan.decision.target
+    if result.error:
+        post_event(kube, workload, "Warning", "InjectionConflict", result.error)
+        return
+    if result.injected and target is not None:
+        post_event(kube, workload, "Normal", "Injected",
+                   f"AWS_XRAY_DAEMON_ADDRESS={target.address} in container(s) "
+                   f"{', '.join(result.injected)} (TracingConfig {target.config})")
+    elif not result.hand_set:
+        post_event(kube, workload, "Normal", "InjectionRemoved",
+                   f"removed what xray-operator had injected ({plan.decision.reason})")
+    for container in result.hand_set:
+        post_event(kube, workload, "Warning", "DaemonAddressSetByHand",
+                   f"container {container!r} sets AWS_XRAY_DAEMON_ADDRESS itself; "
+                   "xray-operator left it as it is. Remove it to let the operator manage it.")
+    for problem in result.problems:
+        if "sets AWS_XRAY_DAEMON_ADDRESS" not in problem:
+            post_event(kube, workload, "Warning", "InjectionProblem", problem)
+
+
+def post_event(kube: Kube, obj: Obj, type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event on `obj`; failures are logged, never raised (reporting is best effort)."""
+    metadata = obj["metadata"]
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event: Obj = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{metadata['name']}.{uuid.uuid4().hex[:12]}",
+            "namespace": metadata["namespace"],
+        },
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "reportingInstance": EVENT_SOURCE,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        kube.request("POST", f"/api/v1/namespaces/{metadata['namespace']}/events", body=event)
+    except KubeError as err:
+        log.warning("could not post event %s on %s/%s: %s",
+                    reason, metadata["namespace"], metadata["name"], err)
