@@ -86,14 +86,16 @@ class _Status(BaseModel):
     )
 
 
-Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN)] | Annotated[int, Field(ge=0)]
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN)] | int
 
 
 class Resources(_Spec):
     """The subset of a container's ResourceRequirements the daemon needs."""
 
-    limits: dict[str, Quantity] = Field(default_factory=dict, description="Resource limits.")
-    requests: dict[str, Quantity] = Field(default_factory=dict, description="Resource requests.")
+    limits: dict[str, Quantity] | None = Field(default=None, description="Resource limits.")
+    requests: dict[str, Quantity] | None = Field(
+        default=None, description="Resource requests."
+    )
 
 
 class Toleration(_Spec):

@@ -40,7 +40,7 @@ def daemon_args(daemon: DaemonSpec) -> list[str]:
 
 
 def container_resources(daemon: DaemonSpec) -> dict[str, Any]:
-    given = daemon.resources.model_dump(exclude_defaults=True)
+    given = daemon.resources.model_dump(exclude_none=True)
     if given:
         return given
     # Buffers are allocated up front; the rest is the Go runtime and HTTP clients.
