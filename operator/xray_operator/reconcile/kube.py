@@ -101,10 +101,15 @@ class Kube:
         _, url, headers, _, _ = self.api.param_serialize(
             method=method, resource_path=path, header_params=headers, auth_settings=["BearerToken"]
         )
-        data = None if body is None else json.dumps(body)
+        # The REST layer serializes dict bodies itself (JSON, and JSON-as-YAML for apply);
+        # a pre-serialized string would be encoded twice for application/json.
         try:
-            response = self.api.call_api(method, url, header_params=headers, body=data)
+            response = self.api.call_api(method, url, header_params=headers, body=body)
             raw = response.read()
+            # call_api returns error responses instead of raising them.
+            if response.status >= 400:
+                raise ApiException(status=response.status, reason=response.reason,
+                                   http_resp=response)
         except ApiException as err:
             message, reason = str(err.body or err.reason), str(err.reason)
             try:
