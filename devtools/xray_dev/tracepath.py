@@ -1,0 +1,391 @@
+"""The local trace path as real processes: a moto X-Ray endpoint, the X-Ray daemon, the sample apps.
+
+Used by the end-to-end trace test and by `make demo`. Everything listens on 127.0.0.1 on free
+ports; nothing here reaches past loopback. Each process gets a minimal environment of its own
+(not the caller's), so a developer's AWS_* or AWS_XRAY_* variables cannot leak into the path and
+make it pass or fail for the wrong reason.
+
+The daemon runs the cfg.yaml the operator rendered with exactly three substitutions, listed in
+LOCAL_SUBSTITUTIONS and applied by localize_daemon_config(): the X-Ray endpoint (moto), local
+mode (no EC2 instance metadata here) and loopback binds on a free port.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = ROOT / ".cache" / "bin"
+DAEMON_SCRIPT = ROOT / "scripts" / "xray-daemon.sh"
+SAMPLE_APPS = ROOT / "sample-apps"
+LOOPBACK = "127.0.0.1"
+
+DAEMON_ADDRESS_ENV = "AWS_XRAY_DAEMON_ADDRESS"
+SAMPLE_SERVICES = ("service-a", "service-b")
+
+# The only keys of the rendered cfg.yaml the local run changes (dotted paths).
+LOCAL_SUBSTITUTIONS = frozenset({"Endpoint", "LocalMode", "Socket.UDPAddress", "Socket.TCPAddress"})
+
+# moto accepts any static key pair. Giving the daemon one also keeps the AWS SDK from walking
+# its credential chain to the EC2 metadata address, which is not on loopback.
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+Progress = Callable[[str], None]
+
+
+def _no_progress(_line: str) -> None:
+    return None
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    """A child process whose stdout and stderr go to one log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=timeout)
+
+
+def start_process(name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> Proc:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        # A session of its own: a Ctrl-C in the terminal reaches pytest, which stops these
+        # through stop(), instead of killing them halfway through a request.
+        popen = subprocess.Popen(
+            argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, cwd=str(log_dir), start_new_session=True,
+        )
+    return Proc(name=name, popen=popen, log_path=log_path)
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """What every local process starts from: a PATH and a HOME of its own, nothing else."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+    }
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on loopback (the daemon uses the same number for both)."""
+    for _ in range(50):
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as tcp:
+            tcp.bind((LOOPBACK, 0))
+            port = int(tcp.getsockname()[1])
+            with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as udp:
+                try:
+                    udp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both TCP and UDP on 127.0.0.1")
+
+
+def wait_for_tcp(proc: Proc, port: int, timeout: float = 30.0) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port; fail early and with
+    the process's own output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(
+                f"{proc.name} exited with {proc.popen.returncode} before listening on "
+                f"{LOOPBACK}:{port}:\n{proc.output()}"
+            )
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{proc.name} not listening on {LOOPBACK}:{port} after {timeout:.0f} s:\n"
+                       f"{proc.output()}")
+
+
+# --- the daemon binary -------------------------------------------------------------------
+
+
+def ensure_daemon(progress: Progress = _no_progress) -> Path:
+    """Build (or find) the pinned daemon with scripts/xray-daemon.sh; return .cache/bin/xray.
+
+    The script prints one line per step; each goes to `progress` as it comes, so a first
+    build (a minute or more on a busy machine) does not look like a hang."""
+    proc = subprocess.Popen(
+        ["bash", str(DAEMON_SCRIPT)], cwd=str(ROOT), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        progress(lines[-1])
+    if proc.wait() != 0:
+        tail = "\n".join(lines[-40:])
+        raise RuntimeError(f"scripts/xray-daemon.sh failed ({proc.returncode}):\n{tail}")
+    return BIN_DIR / "xray"
+
+
+# --- moto ----------------------------------------------------------------------------------
+
+
+@dataclass
+class MotoServer:
+    proc: Proc
+    endpoint_url: str
+    region: str = "us-east-1"
+
+    def xray(self) -> Any:
+        """A boto3 X-Ray client for this server (typed Any: boto3 is a dev dependency)."""
+        import boto3
+
+        return boto3.client(
+            "xray", endpoint_url=self.endpoint_url, region_name=self.region,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+
+def start_moto(log_dir: Path, region: str = "us-east-1") -> MotoServer:
+    """`moto_server` from this virtualenv on a free loopback port: a real HTTP server."""
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    proc = start_process("moto", [str(moto), "-H", LOOPBACK, "-p", str(port)],
+                         base_env(log_dir), log_dir)
+    try:
+        wait_for_tcp(proc, port)
+    except BaseException:
+        proc.stop()
+        raise
+    return MotoServer(proc=proc, endpoint_url=f"http://{LOOPBACK}:{port}", region=region)
+
+
+# --- the daemon's configuration ----------------------------------------------------------
+
+
+def localize_daemon_config(rendered: Mapping[str, Any], *, endpoint: str, port: int
+                           ) -> dict[str, Any]:
+    """The rendered cfg.yaml (parsed) with the LOCAL_SUBSTITUTIONS applied, nothing else."""
+    cfg = copy.deepcopy(dict(rendered))
+    cfg["Endpoint"] = endpoint
+    cfg["LocalMode"] = True
+    sockets = dict(cfg.get("Socket") or {})
+    sockets["UDPAddress"] = f"{LOOPBACK}:{port}"
+    sockets["TCPAddress"] = f"{LOOPBACK}:{port}"
+    cfg["Socket"] = sockets
+    return cfg
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
+    """Dotted paths whose value differs, including keys present on one side only."""
+    a, b = _flatten(before), _flatten(after)
+    return {k for k in a.keys() | b.keys() if a.get(k, object) != b.get(k, object)}
+
+
+def daemon_env(home: Path) -> dict[str, str]:
+    # No AWS_REGION: the daemon prefers it over the config's Region, and the config is what
+    # is under test. AWS_EC2_METADATA_DISABLED is a second guard against the metadata address.
+    return {**base_env(home), **FAKE_CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@dataclass
+class Daemon:
+    proc: Proc
+    config_path: Path
+    port: int
+
+    @property
+    def address(self) -> str:
+        """What an SDK gets as AWS_XRAY_DAEMON_ADDRESS (UDP and TCP on the same port)."""
+        return f"{LOOPBACK}:{self.port}"
+
+
+def write_config(config: Mapping[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    return path
+
+
+def start_daemon(binary: Path, config: Mapping[str, Any], work_dir: Path, *, name: str = "xray",
+                 timeout: float = 30.0) -> Daemon:
+    """Run `xray -c <file>` with nothing but the config file: no flags, since flags override
+    the file and the file is what is under test. Returns once its TCP listener accepts."""
+    tcp = str((config.get("Socket") or {}).get("TCPAddress", ""))
+    host, _, port_text = tcp.rpartition(":")
+    if host != LOOPBACK or not port_text.isdigit():
+        raise ValueError(f"Socket.TCPAddress must be {LOOPBACK}:<port> here, not {tcp!r}")
+    path = write_config(config, work_dir / f"{name}-cfg.yaml")
+    proc = start_process(name, [str(binary), "-c", str(path)], daemon_env(work_dir), work_dir)
+    try:
+        wait_for_tcp(proc, int(port_text), timeout=timeout)
+    except BaseException:
+        proc.stop()
+        raise
+    return Daemon(proc=proc, config_path=path, port=int(port_text))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    returncode: int | None
+    output: str
+
+
+def check_config(binary: Path, config: Mapping[str, Any], work_dir: Path, *,
+                 name: str = "xray-check", timeout: float = 30.0) -> Verdict:
+    """Start the daemon with `config` and report whether it refused it (exited) or accepted
+    it (its TCP listener came up). The daemon is stopped either way.
+
+    The daemon validates the whole file before it opens any socket, so "listening" means
+    the file passed validation."""
+    port = int(str(config["Socket"]["TCPAddress"]).rpartition(":")[2])
+    path = write_config(config, work_dir / f"{name}-cfg.yaml")
+    proc = start_process(name, [str(binary), "-c", str(path)], daemon_env(work_dir), work_dir)
+    try:
+        wait_for_tcp(proc, port, timeout=timeout)
+    except RuntimeError:  # exited before listening
+        return Verdict(accepted=False, returncode=proc.popen.returncode, output=proc.output())
+    finally:
+        proc.stop()
+    return Verdict(accepted=True, returncode=None, output=proc.output())
+
+
+@dataclass(frozen=True)
+class OperatorOutput:
+    """What the operator produced that the trace path consumes."""
+
+    source: str  # where it came from: "render" (pure functions) or "api-server"
+    tracing_config: dict[str, Any]
+    daemon_configmap: dict[str, Any]  # the ConfigMap <tc-name>-daemon
+    deployments: dict[str, dict[str, Any]]  # sample service -> its Deployment, injected
+
+
+# --- the sample apps ---------------------------------------------------------------------
+
+
+def load_manifests(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def sample_manifest(service: str) -> list[dict[str, Any]]:
+    return load_manifests(SAMPLE_APPS / service / "k8s.yaml")
+
+
+def container_env(workload: Mapping[str, Any], container: str | None = None) -> dict[str, str]:
+    """The literal env of a workload's container (the first one unless named), as a process
+    in the pod would see it. Entries with valueFrom need a cluster to resolve and are left
+    out; the one that matters here, the daemon address, is replaced by the caller anyway."""
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    chosen = containers[0] if container is None else next(
+        c for c in containers if c["name"] == container)
+    return {e["name"]: str(e["value"]) for e in chosen.get("env") or [] if "value" in e}
+
+
+def start_service(service: str, env: Mapping[str, str], port: int, log_dir: Path,
+                  timeout: float = 30.0) -> Proc:
+    """Run sample-apps/<service>/app.py with this virtualenv's Python, as the image would,
+    with `env` (the pod's environment after the caller's local mapping) plus HOST/PORT."""
+    full = {**base_env(log_dir), "PYTHONUNBUFFERED": "1", **env,
+            "HOST": LOOPBACK, "PORT": str(port)}
+    proc = start_process(service, [sys.executable, str(SAMPLE_APPS / service / "app.py")],
+                         full, log_dir)
+    try:
+        wait_for_tcp(proc, port, timeout=timeout)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
+# --- the whole path ----------------------------------------------------------------------
+
+
+def get_json(url: str, timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
+    """GET a URL; returns status, headers and the decoded JSON body."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        body = json.loads(response.read().decode())
+        return response.status, dict(response.headers.items()), body
+
+
+def trace_root(header: str) -> str | None:
+    """The Root=... trace id from an X-Amzn-Trace-Id header."""
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "Root":
+            return value
+    return None
+
+
+def fetch_traces(xray: Any, trace_ids: list[str], *, since: float, timeout: float = 30.0,
+                 until: Callable[[dict[str, list[dict[str, Any]]]], bool] | None = None,
+                 ) -> dict[str, list[dict[str, Any]]]:
+    """Poll GetTraceSummaries and BatchGetTraces until every id has its segments (or `until`
+    says the segments suffice). Returns trace id -> parsed segment documents."""
+    import json
+
+    wanted = set(trace_ids)
+    found: dict[str, list[dict[str, Any]]] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        summaries = xray.get_trace_summaries(StartTime=since - 60, EndTime=time.time() + 60)
+        ids = sorted(wanted & {s["Id"] for s in summaries["TraceSummaries"]})
+        if ids:
+            # BatchGetTraces takes at most 5 ids per call.
+            for i in range(0, len(ids), 5):
+                batch = xray.batch_get_traces(TraceIds=ids[i:i + 5])
+                for trace in batch["Traces"]:
+                    found[trace["Id"]] = [json.loads(s["Document"]) for s in trace["Segments"]]
+        done = until(found) if until else wanted <= found.keys()
+        if done or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
