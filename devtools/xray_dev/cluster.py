@@ -182,10 +182,18 @@ def _kubeconfig(server: str, ca: bytes, pair: pki.KeyPair, user: str) -> dict[st
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server,
-                                                     "certificate-authority-data": b64(ca)}}],
-        "users": [{"name": user, "user": {"client-certificate-data": b64(pair.cert_pem),
-                                          "client-key-data": b64(pair.key_pem)}}],
+        "clusters": [
+            {"name": "local", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": b64(pair.cert_pem),
+                    "client-key-data": b64(pair.key_pem),
+                },
+            }
+        ],
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
     }
@@ -199,8 +207,13 @@ def _write_pki(state_dir: Path, server: str) -> None:
     serving = pki.issue(
         ca,
         "kube-apiserver",
-        dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                   "kubernetes.default.svc.cluster.local"),
+        dns_names=(
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ),
         ips=("127.0.0.1", SERVICE_IP),
         server=True,
     )
@@ -226,17 +239,21 @@ def _commands(cluster: Cluster) -> dict[str, list[str]]:
     etcd_url = f"http://127.0.0.1:{p['etcd']}"
     return {
         "etcd": [
-            "--name=local", f"--data-dir={d / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            "--name=local",
+            f"--data-dir={d / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
             f"--listen-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
             f"--initial-cluster=local=http://127.0.0.1:{p['etcd-peer']}",
-            "--unsafe-no-fsync=true", "--quota-backend-bytes=4294967296",
+            "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=4294967296",
             "--log-level=warn",
         ],
         "kube-apiserver": [
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
             f"--secure-port={p['kube-apiserver']}",
             f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
             f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
@@ -255,37 +272,48 @@ def _commands(cluster: Cluster) -> dict[str, list[str]]:
             "--endpoint-reconciler-type=none",
             f"--audit-policy-file={d / 'audit-policy.yaml'}",
             f"--audit-log-path={cluster.audit_log}",
-            "--audit-log-format=json", "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
-            "--audit-log-mode=batch", "--audit-log-batch-max-wait=1s",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",
+            "--audit-log-maxbackup=1",
+            "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=1s",
             "--profiling=false",
         ],
         "kube-controller-manager": [
             f"--kubeconfig={d / 'controller-manager.kubeconfig'}",
             f"--authentication-kubeconfig={d / 'controller-manager.kubeconfig'}",
             f"--authorization-kubeconfig={d / 'controller-manager.kubeconfig'}",
-            "--bind-address=127.0.0.1", f"--secure-port={p['kube-controller-manager']}",
-            "--leader-elect=false", "--use-service-account-credentials=true",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p['kube-controller-manager']}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki_dir / 'sa.key'}",
             f"--root-ca-file={pki_dir / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki_dir / 'ca.crt'}",
             f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
             "--controllers=*,-node-ipam-controller,-cloud-node-lifecycle-controller",
-            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
-            "--kube-api-qps=200", "--kube-api-burst=400",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
         ],
         "kube-scheduler": [
             f"--kubeconfig={d / 'scheduler.kubeconfig'}",
             f"--authentication-kubeconfig={d / 'scheduler.kubeconfig'}",
             f"--authorization-kubeconfig={d / 'scheduler.kubeconfig'}",
-            "--bind-address=127.0.0.1", f"--secure-port={p['kube-scheduler']}",
-            "--leader-elect=false", "--kube-api-qps=200", "--kube-api-burst=400",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p['kube-scheduler']}",
+            "--leader-elect=false",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
         ],
         "kwok": [
             f"--kubeconfig={d / 'kubeconfig'}",
             f"--config={BIN_DIR / 'kwok-stages.yaml'}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=10.0.0.1",
             f"--server-address=127.0.0.1:{p['kwok']}",
             "--node-lease-duration-seconds=40",
         ],
@@ -298,8 +326,11 @@ def _start(cluster: Cluster, name: str, args: list[str]) -> None:
         # A new session: the processes outlive `make cluster-up` and are stopped by PID.
         proc = subprocess.Popen(
             [str(BIN_DIR / name), *args],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=cluster.state_dir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cluster.state_dir,
         )
     cluster.pids[name] = proc.pid
     cluster.save()
@@ -321,31 +352,40 @@ def node_objects() -> list[dict[str, Any]]:
     nodes = []
     for i in range(NODE_COUNT):
         name = f"kwok-node-{i}"
-        nodes.append({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {
-                    "kubernetes.io/hostname": name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "topology.kubernetes.io/region": "us-east-1",
-                    "topology.kubernetes.io/zone": ZONES[i % len(ZONES)],
-                    "node.kubernetes.io/instance-type": "m5.large",
-                    "eks.amazonaws.com/nodegroup": "workers",
-                    "type": "kwok",
+        nodes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {
+                        "kwok.x-k8s.io/node": "fake",
+                        "node.alpha.kubernetes.io/ttl": "0",
+                    },
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "topology.kubernetes.io/region": "us-east-1",
+                        "topology.kubernetes.io/zone": ZONES[i % len(ZONES)],
+                        "node.kubernetes.io/instance-type": "m5.large",
+                        "eks.amazonaws.com/nodegroup": "workers",
+                        "type": "kwok",
+                    },
                 },
-            },
-            "spec": {"providerID": f"aws:///{ZONES[i % len(ZONES)]}/{INSTANCE_IDS[i]}"},
-            "status": {
-                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "500"},
-                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "500"},
-                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                             "kubeletVersion": "fake", "kubeProxyVersion": "fake"},
-            },
-        })
+                "spec": {"providerID": f"aws:///{ZONES[i % len(ZONES)]}/{INSTANCE_IDS[i]}"},
+                "status": {
+                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "500"},
+                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "500"},
+                    "nodeInfo": {
+                        "architecture": "amd64",
+                        "operatingSystem": "linux",
+                        "kubeletVersion": "fake",
+                        "kubeProxyVersion": "fake",
+                    },
+                },
+            }
+        )
     return nodes
 
 
@@ -359,7 +399,9 @@ def up(state_dir: Path = STATE_DIR) -> tuple[Cluster, bool]:
     if existing is not None:
         log("found a stale or unhealthy cluster; stopping it first")
         down(state_dir)
-    missing = [n for n in (*COMPONENTS, "kubectl", "kwok-stages.yaml") if not (BIN_DIR / n).exists()]
+    missing = [
+        n for n in (*COMPONENTS, "kubectl", "kwok-stages.yaml") if not (BIN_DIR / n).exists()
+    ]
     if missing:
         raise RuntimeError(
             f"missing binaries in {BIN_DIR}: {', '.join(missing)}; run make k8s-bins"
@@ -382,34 +424,60 @@ def up(state_dir: Path = STATE_DIR) -> tuple[Cluster, bool]:
         _wait("etcd", lambda: _port_open(ports["etcd"]), 30, cluster, "etcd")
         log(f"starting kube-apiserver on {cluster.server}")
         _start(cluster, "kube-apiserver", commands["kube-apiserver"])
-        _wait("kube-apiserver /readyz", lambda: _get(cluster, "/readyz")[0] == 200, 90,
-              cluster, "kube-apiserver")
+        _wait(
+            "kube-apiserver /readyz",
+            lambda: _get(cluster, "/readyz")[0] == 200,
+            90,
+            cluster,
+            "kube-apiserver",
+        )
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
             log(f"starting {name}")
             _start(cluster, name, commands[name])
         log(f"creating {NODE_COUNT} kwok nodes")
         manifest = "\n---\n".join(yaml.safe_dump(n) for n in node_objects())
-        cluster.kubectl("apply", "--server-side", "--field-manager=local-cluster", "-f", "-",
-                        input=manifest)
+        cluster.kubectl(
+            "apply", "--server-side", "--field-manager=local-cluster", "-f", "-", input=manifest
+        )
         # Distinct node IPs (kwok would give every node --node-ip), so status.hostIP differs
         # per node as on EKS. These addresses are labels only; nothing connects to them.
         for i in range(NODE_COUNT):
-            patch = {"status": {"addresses": [
-                {"type": "InternalIP", "address": f"10.0.1.{10 + i}"},
-                {"type": "Hostname", "address": f"kwok-node-{i}"}]}}
-            cluster.kubectl("patch", "node", f"kwok-node-{i}", "--subresource=status",
-                            "--type=merge", "-p", json.dumps(patch))
-        _wait(f"{NODE_COUNT} Ready nodes", lambda: ready_nodes(cluster) >= NODE_COUNT, 90,
-              cluster, "kwok")
-        _wait("the default ServiceAccount", lambda: _get(
-            cluster, "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200, 60,
-            cluster, "kube-controller-manager")
+            patch = {
+                "status": {
+                    "addresses": [
+                        {"type": "InternalIP", "address": f"10.0.1.{10 + i}"},
+                        {"type": "Hostname", "address": f"kwok-node-{i}"},
+                    ]
+                }
+            }
+            cluster.kubectl(
+                "patch",
+                "node",
+                f"kwok-node-{i}",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                json.dumps(patch),
+            )
+        _wait(
+            f"{NODE_COUNT} Ready nodes",
+            lambda: ready_nodes(cluster) >= NODE_COUNT,
+            90,
+            cluster,
+            "kwok",
+        )
+        _wait(
+            "the default ServiceAccount",
+            lambda: _get(cluster, "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+            60,
+            cluster,
+            "kube-controller-manager",
+        )
     except BaseException:
         log(f"start-up failed; logs are in {state_dir / 'logs'}")
         down(state_dir)
         raise
-    log(f"cluster ready in {time.monotonic() - started:.1f} s; "
-        f"kubeconfig: {cluster.kubeconfig}")
+    log(f"cluster ready in {time.monotonic() - started:.1f} s; kubeconfig: {cluster.kubeconfig}")
     return cluster, True
 
 

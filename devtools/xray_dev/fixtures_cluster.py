@@ -66,9 +66,12 @@ def namespace(cluster: local_cluster.Cluster, request: pytest.FixtureRequest) ->
     name = f"{base}-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", name)
     wait_for(
-        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name,
-                                check=False).returncode == 0,
-        timeout=30, what=f"ServiceAccount default in {name}",
+        lambda: (
+            cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+            == 0
+        ),
+        timeout=30,
+        what=f"ServiceAccount default in {name}",
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
@@ -78,9 +81,16 @@ def namespace(cluster: local_cluster.Cluster, request: pytest.FixtureRequest) ->
 def crd(cluster: local_cluster.Cluster) -> Path:
     """The TracingConfig CRD installed from crds/tracingconfig.yaml and Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/tracingconfigs.tracing.xray-operator.dev")
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/tracingconfigs.tracing.xray-operator.dev",
+    )
     # Discovery caches in kubectl can lag the CRD by a moment.
-    wait_for(lambda: cluster.kubectl("get", "tc", "-A", check=False).returncode == 0,
-             timeout=30, what="the tc short name in discovery")
+    wait_for(
+        lambda: cluster.kubectl("get", "tc", "-A", check=False).returncode == 0,
+        timeout=30,
+        what="the tc short name in discovery",
+    )
     return CRD_FILE

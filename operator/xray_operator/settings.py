@@ -16,8 +16,14 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: str = Field(default="plain", description="plain, full or json.")
     peering: str = Field(default="", description="kopf peering name; empty disables peering.")
-    liveness_port: int = Field(default=8080, description="Port of the /healthz endpoint; 0 disables.")
+    liveness_port: int = Field(
+        default=8080, description="Port of the /healthz endpoint; 0 disables."
+    )
     webhook_port: int = Field(default=9443, description="Port of the admission webhook server.")
-    webhook_host: str = Field(default="", description="Host name the API server uses to reach the webhook.")
-    webhook_service: str = Field(default="xray-operator-webhook", description="Service in front of the webhook.")
+    webhook_host: str = Field(
+        default="", description="Host name the API server uses to reach the webhook."
+    )
+    webhook_service: str = Field(
+        default="xray-operator-webhook", description="Service in front of the webhook."
+    )
     drift_check_seconds: float = Field(default=300.0, description="Safety-net timer for drift.")

@@ -39,39 +39,56 @@ def test_server_reports_pinned_version(cluster: Cluster) -> None:
 
 
 def test_deployment_pods_become_running(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("create", "deployment", "web", f"--image={PAUSE}", "--replicas=2",
-                    "-n", namespace)
-    pods = wait_for(lambda: len(_running_pods(cluster, namespace, "app=web")) == 2 and
-                    _running_pods(cluster, namespace, "app=web"), timeout=60,
-                    what="2 Running pods of deployment web")
+    cluster.kubectl(
+        "create", "deployment", "web", f"--image={PAUSE}", "--replicas=2", "-n", namespace
+    )
+    pods = wait_for(
+        lambda: (
+            len(_running_pods(cluster, namespace, "app=web")) == 2
+            and _running_pods(cluster, namespace, "app=web")
+        ),
+        timeout=60,
+        what="2 Running pods of deployment web",
+    )
     assert {p["spec"]["nodeName"] for p in pods} <= {f"kwok-node-{i}" for i in range(NODE_COUNT)}
 
 
 def test_daemonset_runs_one_pod_per_node(cluster: Cluster, namespace: str) -> None:
     ds = {
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
         "metadata": {"name": "agent", "namespace": namespace},
         "spec": {
             "selector": {"matchLabels": {"app": "agent"}},
-            "template": {"metadata": {"labels": {"app": "agent"}},
-                         "spec": {"containers": [{"name": "agent", "image": PAUSE}]}},
+            "template": {
+                "metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "agent", "image": PAUSE}]},
+            },
         },
     }
     cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(ds))
-    pods = wait_for(lambda: len(_running_pods(cluster, namespace, "app=agent")) == NODE_COUNT and
-                    _running_pods(cluster, namespace, "app=agent"), timeout=60,
-                    what="one Running agent pod per node")
+    pods = wait_for(
+        lambda: (
+            len(_running_pods(cluster, namespace, "app=agent")) == NODE_COUNT
+            and _running_pods(cluster, namespace, "app=agent")
+        ),
+        timeout=60,
+        what="one Running agent pod per node",
+    )
     assert len({p["spec"]["nodeName"] for p in pods}) == NODE_COUNT
 
 
 def test_pod_security_restricted_refuses_privileged_pod(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("label", "namespace", namespace,
-                    "pod-security.kubernetes.io/enforce=restricted")
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
     pod = {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": "root", "namespace": namespace},
-        "spec": {"containers": [{"name": "c", "image": PAUSE,
-                                 "securityContext": {"privileged": True}}]},
+        "spec": {
+            "containers": [{"name": "c", "image": PAUSE, "securityContext": {"privileged": True}}]
+        },
     }
     result = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(pod), check=False)
     assert result.returncode != 0
@@ -80,11 +97,17 @@ def test_pod_security_restricted_refuses_privileged_pod(cluster: Cluster, namesp
 
 
 def test_identical_server_side_apply_is_a_no_op(cluster: Cluster, namespace: str) -> None:
-    cm = {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": "same", "namespace": namespace}, "data": {"k": "v"}}
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "same", "namespace": namespace},
+        "data": {"k": "v"},
+    }
     body = yaml.safe_dump(cm)
-    first = json.loads(cluster.kubectl("apply", "--server-side", "-o", "json", "-f", "-",
-                                       input=body).stdout)
-    second = json.loads(cluster.kubectl("apply", "--server-side", "-o", "json", "-f", "-",
-                                        input=body).stdout)
+    first = json.loads(
+        cluster.kubectl("apply", "--server-side", "-o", "json", "-f", "-", input=body).stdout
+    )
+    second = json.loads(
+        cluster.kubectl("apply", "--server-side", "-o", "json", "-f", "-", input=body).stdout
+    )
     assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]

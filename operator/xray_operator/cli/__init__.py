@@ -19,16 +19,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the operator (kopf) against the current cluster")
-    run.add_argument("--namespace", "-n", action="append", default=None,
-                     help="namespace to watch (repeatable); default: all namespaces")
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=None,
+        help="namespace to watch (repeatable); default: all namespaces",
+    )
     run.add_argument("--verbose", action="store_true", help="debug logging")
 
     render = sub.add_parser("render", help="print the objects the operator would apply")
-    render.add_argument("-f", "--file", required=True, help="TracingConfig YAML/JSON file, - for stdin")
+    render.add_argument(
+        "-f", "--file", required=True, help="TracingConfig YAML/JSON file, - for stdin"
+    )
     render.add_argument("--output", "-o", choices=["yaml", "json"], default="yaml")
 
     check = sub.add_parser("check-iam", help="check that the daemon's AWS identity may send traces")
-    check.add_argument("--config", help="TracingConfig as NAMESPACE/NAME (default: the default one)")
+    check.add_argument(
+        "--config", help="TracingConfig as NAMESPACE/NAME (default: the default one)"
+    )
     check.add_argument("--output", "-o", choices=["table", "json"], default="table")
     return parser
 
@@ -45,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return render(args)
     from xray_operator.cli.check_iam_cmd import check_iam
 
-    return check_iam(args)
+    return int(check_iam(args))
 
 
 if __name__ == "__main__":

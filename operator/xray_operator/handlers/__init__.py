@@ -1,1 +1,5 @@
-"""handlers layer."""
+"""kopf handlers. Importing this package registers them all."""
+
+from xray_operator.handlers import children, startup, tracingconfig
+
+__all__ = ["children", "startup", "tracingconfig"]

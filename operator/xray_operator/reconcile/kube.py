@@ -32,8 +32,10 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("apps/v1", "DaemonSet"): ("daemonsets", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("apps/v1", "StatefulSet"): ("statefulsets", True),
-    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"):
-        ("mutatingwebhookconfigurations", False),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): (
+        "mutatingwebhookconfigurations",
+        False,
+    ),
     (API_VERSION, KIND): (PLURAL, True),
 }
 
@@ -60,9 +62,9 @@ def load_api_client() -> client.ApiClient:
     """In-cluster configuration when running in a pod, else KUBECONFIG / ~/.kube/config."""
     configuration = client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
-        config.load_kube_config(client_configuration=configuration)
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return client.ApiClient(configuration)
 
 
@@ -105,15 +107,16 @@ class Kube:
         # a pre-serialized string would be encoded twice for application/json.
         try:
             response = self.api.call_api(method, url, header_params=headers, body=body)
-            raw = response.read()
+            raw = response.read()  # type: ignore[no-untyped-call]
             # call_api returns error responses instead of raising them.
             if response.status >= 400:
-                raise ApiException(status=response.status, reason=response.reason,
-                                   http_resp=response)
+                raise ApiException(
+                    status=response.status, reason=response.reason, http_resp=response
+                )
         except ApiException as err:
             message, reason = str(err.body or err.reason), str(err.reason)
             try:
-                status = json.loads(err.body)
+                status = json.loads(err.body or "")
                 message, reason = status.get("message", message), status.get("reason", reason)
             except (TypeError, ValueError):
                 pass
@@ -129,7 +132,11 @@ class Kube:
             raise
 
     def list(
-        self, api_version: str, kind: str, namespace: str | None = None, *,
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
         label_selector: str | None = None,
     ) -> list[Obj]:
         query = {"labelSelector": label_selector} if label_selector else None
@@ -140,8 +147,15 @@ class Kube:
             item.setdefault("kind", kind)
         return items
 
-    def apply(self, obj: Obj, *, field_manager: str, force: bool = True,
-              subresource: str | None = None, dry_run: bool = False) -> Obj:
+    def apply(
+        self,
+        obj: Obj,
+        *,
+        field_manager: str,
+        force: bool = True,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
         """Server-side apply `obj` (a full or partial object with apiVersion, kind, name)."""
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
@@ -150,21 +164,36 @@ class Kube:
         query = {"fieldManager": field_manager, "force": "true" if force else "false"}
         if dry_run:
             query["dryRun"] = "All"
-        return self.request("PATCH", path, body=obj, query=query,
-                            content_type="application/apply-patch+yaml")
+        return self.request(
+            "PATCH", path, body=obj, query=query, content_type="application/apply-patch+yaml"
+        )
 
-    def merge_patch(self, api_version: str, kind: str, namespace: str | None, name: str,
-                    patch: Obj, *, subresource: str | None = None) -> Obj:
+    def merge_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Obj,
+        *,
+        subresource: str | None = None,
+    ) -> Obj:
         path = object_path(api_version, kind, namespace, name)
         if subresource:
             path = f"{path}/{subresource}"
         return self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str,
-               *, uid: str | None = None) -> bool:
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        uid: str | None = None,
+    ) -> bool:
         """Delete; with `uid`, only that incarnation of the object. False if already gone."""
-        body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions",
-                     "propagationPolicy": "Background"}
+        body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         try:

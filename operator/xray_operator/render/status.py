@@ -33,20 +33,22 @@ def merge_conditions(
     stamp = now or now_rfc3339()
     for update in updates:
         old = by_type.get(update.type)
-        changed = old is None or old.get("status") != update.status
+        keep = old is not None and old.get("status") == update.status
         new: Obj = {
             "type": update.type,
             "status": update.status,
             "reason": update.reason,
             "message": update.message,
-            "lastTransitionTime": stamp if changed else old.get("lastTransitionTime", stamp),
+            "lastTransitionTime": old.get("lastTransitionTime", stamp) if keep and old else stamp,
         }
         if generation is not None:
             new["observedGeneration"] = generation
         by_type[update.type] = new
     order = ["Ready", "DaemonSetAvailable", "IAMPermissionsVerified", "InjectionHealthy"]
-    return sorted(by_type.values(),
-                  key=lambda c: (order.index(c["type"]) if c["type"] in order else 99, c["type"]))
+    return sorted(
+        by_type.values(),
+        key=lambda c: (order.index(c["type"]) if c["type"] in order else 99, c["type"]),
+    )
 
 
 def transitions(current: list[Obj], updates: list[Cond]) -> list[Cond]:
@@ -70,7 +72,9 @@ def daemonset_condition(ds: Obj | None, *, conflict: str | None = None) -> Cond:
     if conflict:
         return Cond("DaemonSetAvailable", "False", "NameConflict", conflict)
     if ds is None:
-        return Cond("DaemonSetAvailable", "False", "NotCreated", "the daemon DaemonSet does not exist yet")
+        return Cond(
+            "DaemonSetAvailable", "False", "NotCreated", "the daemon DaemonSet does not exist yet"
+        )
     status = ds.get("status", {})
     desired = int(status.get("desiredNumberScheduled", 0))
     ready = int(status.get("numberReady", 0))
@@ -78,14 +82,26 @@ def daemonset_condition(ds: Obj | None, *, conflict: str | None = None) -> Cond:
     updated = int(status.get("updatedNumberScheduled", 0))
     observed = status.get("observedGeneration", 0) >= ds.get("metadata", {}).get("generation", 0)
     if desired == 0:
-        return Cond("DaemonSetAvailable", "False", "NoNodes",
-                    "no node matches the daemon's nodeSelector and tolerations")
+        return Cond(
+            "DaemonSetAvailable",
+            "False",
+            "NoNodes",
+            "no node matches the daemon's nodeSelector and tolerations",
+        )
     if not observed or updated < desired:
-        return Cond("DaemonSetAvailable", "False", "RollingOut",
-                    f"{updated}/{desired} daemons updated, {ready} ready")
+        return Cond(
+            "DaemonSetAvailable",
+            "False",
+            "RollingOut",
+            f"{updated}/{desired} daemons updated, {ready} ready",
+        )
     if available < desired:
-        return Cond("DaemonSetAvailable", "False", "DaemonsNotReady",
-                    f"{ready}/{desired} daemons ready; check the daemon pods' events and logs")
+        return Cond(
+            "DaemonSetAvailable",
+            "False",
+            "DaemonsNotReady",
+            f"{ready}/{desired} daemons ready; check the daemon pods' events and logs",
+        )
     return Cond("DaemonSetAvailable", "True", "AllDaemonsReady", f"{ready}/{desired} daemons ready")
 
 
@@ -101,5 +117,7 @@ def ready_condition(others: list[Cond], *, blocking: Cond | None = None) -> Cond
 
 def daemonset_counts(ds: Obj | None) -> Obj:
     status = (ds or {}).get("status", {})
-    return {"desired": int(status.get("desiredNumberScheduled", 0)),
-            "ready": int(status.get("numberReady", 0))}
+    return {
+        "desired": int(status.get("desiredNumberScheduled", 0)),
+        "ready": int(status.get("numberReady", 0)),
+    }

@@ -1,0 +1,82 @@
+"""Status writes for a TracingConfig: read fresh, change what differs, write once.
+
+Several flows own parts of the status (daemons, IAM, injection). Each calls `update_status`
+with its own fields and conditions; Ready is derived from all conditions every time, and the
+merge patch carries only the top-level keys whose value changed, so a flow that changes
+nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xray_operator.constants import API_VERSION, KIND
+from xray_operator.reconcile.kube import Kube
+from xray_operator.render.status import (
+    Cond,
+    merge_conditions,
+    ready_condition,
+    status_patch,
+    transitions,
+)
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class StatusChange:
+    fields: Obj = field(default_factory=dict)
+    conditions: list[Cond] = field(default_factory=list)
+
+
+@dataclass
+class StatusResult:
+    tc: Obj | None
+    written: bool = False
+    transitions: list[Cond] = field(default_factory=list)
+
+
+def compute(tc: Obj, change: StatusChange) -> tuple[Obj, list[Cond]]:
+    """(status patch, condition transitions) for `change` applied to `tc`. Pure."""
+    current = tc.get("status") or {}
+    generation = tc["metadata"].get("generation")
+    conditions = merge_conditions(
+        current.get("conditions", []), change.conditions, generation=generation, now=None
+    )
+    others = [
+        Cond(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
+        for c in conditions
+        if c["type"] != "Ready"
+    ]
+    ready = ready_condition(others)
+    conditions = merge_conditions(conditions, [ready], generation=generation)
+    # Keep transition times stable when nothing else changed, so equal status means no write.
+    old = {c.get("type"): c for c in current.get("conditions", [])}
+    for cond in conditions:
+        prev = old.get(cond["type"])
+        if prev and all(prev.get(k) == cond.get(k) for k in ("status", "reason", "message")):
+            cond["lastTransitionTime"] = prev.get("lastTransitionTime", cond["lastTransitionTime"])
+    desired = {**change.fields, "conditions": conditions}
+    updates = [*change.conditions, ready]
+    return status_patch(current, desired), transitions(current.get("conditions", []), updates)
+
+
+def update_status(
+    kube: Kube, namespace: str, name: str, make_change: Callable[[Obj], StatusChange | None]
+) -> StatusResult:
+    """Read the TracingConfig, let `make_change` decide, write the difference (if any)."""
+    tc = kube.get(API_VERSION, KIND, namespace, name)
+    if tc is None or tc["metadata"].get("deletionTimestamp"):
+        return StatusResult(tc=None)
+    change = make_change(tc)
+    if change is None:
+        return StatusResult(tc=tc)
+    patch, changed = compute(tc, change)
+    if not patch:
+        return StatusResult(tc=tc, transitions=changed)
+    updated = kube.merge_patch(
+        API_VERSION, KIND, namespace, name, {"status": patch}, subresource="status"
+    )
+    return StatusResult(tc=updated, written=True, transitions=changed)
