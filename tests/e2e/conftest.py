@@ -39,6 +39,7 @@ def xray_binary(request: pytest.FixtureRequest) -> Path:
         if reporter is None or capture is None:
             return
         with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
             reporter.write_line(line)
 
     return tracepath.ensure_daemon(progress)
