@@ -11,6 +11,7 @@ are accepted on input, and model_dump() writes camelCase.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -231,6 +232,16 @@ def cross_field_errors(spec: TracingConfigSpec) -> list[str]:
     return errors
 
 
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists from any Mapping/Sequence (kopf hands out Body/Spec views), since
+    strict validation accepts only real dicts where a model is expected."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value
+
+
 class ObjectMeta(BaseModel):
     """The parts of metadata the operator uses; everything else a real object has is ignored."""
 
@@ -293,7 +304,7 @@ class TracingConfig(BaseModel):
     status: TracingConfigStatus | None = None
 
     @classmethod
-    def from_object(cls, obj: dict[str, Any]) -> TracingConfig:
+    def from_object(cls, obj: Mapping[str, Any]) -> TracingConfig:
         """Parse a whole object as the API server or a YAML file has it (camelCase keys).
 
         apiVersion/kind are checked so a wrong file fails with a clear message instead of a
@@ -305,7 +316,10 @@ class TracingConfig(BaseModel):
             raise ValueError(f"apiVersion is {api_version!r}; expected {API_VERSION!r}")
         if kind is not None and kind != KIND:
             raise ValueError(f"kind is {kind!r}; expected {KIND!r}")
-        return cls.model_validate({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+        plain = _plain(obj)
+        return cls.model_validate(
+            {k: v for k, v in plain.items() if k not in ("apiVersion", "kind")}
+        )
 
     @property
     def name(self) -> str:

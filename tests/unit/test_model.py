@@ -80,6 +80,16 @@ def test_a_real_api_object_parses_with_server_metadata_and_kopf_status() -> None
     assert config.status.conditions[0].reason == "DaemonSetNotReady"
 
 
+def test_read_only_mapping_views_are_accepted() -> None:
+    # kopf hands handlers Mapping views (kopf.Body), not dicts.
+    from types import MappingProxyType
+
+    obj = tc({"region": "us-east-1", "daemon": MappingProxyType({"udpPort": 3000}),
+              "injection": {"mode": "webhook"}})
+    config = TracingConfig.from_object(MappingProxyType(obj))
+    assert config.spec.daemon.udp_port == 3000
+
+
 def test_status_iam_shape_round_trips() -> None:
     iam = {
         "checkedAt": "2026-01-01T00:00:00Z",
