@@ -14,7 +14,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from xray_operator.constants import API_VERSION, KIND
@@ -317,9 +324,20 @@ class TracingConfig(BaseModel):
         if kind is not None and kind != KIND:
             raise ValueError(f"kind is {kind!r}; expected {KIND!r}")
         plain = _plain(obj)
-        return cls.model_validate(
+        status = plain.pop("status", None)
+        config = cls.model_validate(
             {k: v for k, v in plain.items() if k not in ("apiVersion", "kind")}
         )
+        if status is None:
+            return config
+        # Status is the operator's own output, not user input: a shape this version does
+        # not understand (an older or newer operator wrote it) must not make a good spec
+        # look invalid, so it reads as "no status yet" instead.
+        try:
+            parsed = TracingConfigStatus.model_validate(status)
+        except ValidationError:
+            return config
+        return config.model_copy(update={"status": parsed})
 
     @property
     def name(self) -> str:

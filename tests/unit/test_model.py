@@ -90,6 +90,14 @@ def test_read_only_mapping_views_are_accepted() -> None:
     assert config.spec.daemon.udp_port == 3000
 
 
+def test_a_status_this_version_cannot_read_does_not_make_the_spec_invalid() -> None:
+    obj = tc({"region": "us-east-1"})
+    obj["status"] = {"iam": {"identities": [{"kind": "podIdentity"}]}, "daemonSet": "3/3"}
+    config = TracingConfig.from_object(obj)
+    assert config.spec.region == "us-east-1"
+    assert config.status is None
+
+
 def test_status_iam_shape_round_trips() -> None:
     iam = {
         "checkedAt": "2026-01-01T00:00:00Z",
