@@ -124,7 +124,8 @@ def reconcile_all(
     annotations = namespace_annotations(kube)
     return [
         reconcile_workload(
-            kube, workload, annotations.get(workload["metadata"]["namespace"]), targets)
+            kube, workload, annotations.get(workload["metadata"]["namespace"]), targets
+        )
         for workload in list_workloads(kube, namespace)
     ]
 
@@ -134,9 +135,7 @@ def injected_counts(results: Iterable[InjectionResult]) -> Counter[str]:
     return Counter(r.config for r in results if r.config and r.injected and not r.error)
 
 
-def _result(
-    workload: Obj, plan: WorkloadPlan, wrote: bool, error: str | None
-) -> InjectionResult:
+def _result(workload: Obj, plan: WorkloadPlan, wrote: bool, error: str | None) -> InjectionResult:
     metadata = workload["metadata"]
     target = plan.decision.target
     return InjectionResult(
@@ -160,16 +159,31 @@ def _report(kube: Kube, workload: Obj, plan: WorkloadPlan, result: InjectionResu
         post_event(kube, workload, "Warning", "InjectionConflict", result.error)
         return
     if result.injected and target is not None:
-        post_event(kube, workload, "Normal", "Injected",
-                   f"AWS_XRAY_DAEMON_ADDRESS={target.address} in container(s) "
-                   f"{', '.join(result.injected)} (TracingConfig {target.config})")
+        post_event(
+            kube,
+            workload,
+            "Normal",
+            "Injected",
+            f"AWS_XRAY_DAEMON_ADDRESS={target.address} in container(s) "
+            f"{', '.join(result.injected)} (TracingConfig {target.config})",
+        )
     elif not result.hand_set:
-        post_event(kube, workload, "Normal", "InjectionRemoved",
-                   f"removed what xray-operator had injected ({plan.decision.reason})")
+        post_event(
+            kube,
+            workload,
+            "Normal",
+            "InjectionRemoved",
+            f"removed what xray-operator had injected ({plan.decision.reason})",
+        )
     for container in result.hand_set:
-        post_event(kube, workload, "Warning", "DaemonAddressSetByHand",
-                   f"container {container!r} sets AWS_XRAY_DAEMON_ADDRESS itself; "
-                   "xray-operator left it as it is. Remove it to let the operator manage it.")
+        post_event(
+            kube,
+            workload,
+            "Warning",
+            "DaemonAddressSetByHand",
+            f"container {container!r} sets AWS_XRAY_DAEMON_ADDRESS itself; "
+            "xray-operator left it as it is. Remove it to let the operator manage it.",
+        )
     for problem in result.problems:
         if "sets AWS_XRAY_DAEMON_ADDRESS" not in problem:
             post_event(kube, workload, "Warning", "InjectionProblem", problem)
@@ -206,5 +220,10 @@ def post_event(kube: Kube, obj: Obj, type_: str, reason: str, message: str) -> N
     try:
         kube.request("POST", f"/api/v1/namespaces/{metadata['namespace']}/events", body=event)
     except KubeError as err:
-        log.warning("could not post event %s on %s/%s: %s",
-                    reason, metadata["namespace"], metadata["name"], err)
+        log.warning(
+            "could not post event %s on %s/%s: %s",
+            reason,
+            metadata["namespace"],
+            metadata["name"],
+            err,
+        )
