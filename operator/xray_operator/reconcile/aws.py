@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.parsers import ResponseParserError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -28,6 +29,10 @@ CLIENT_CONFIG = Config(
     read_timeout=20,
     user_agent_extra="xray-operator-iam-check",
 )
+
+# The policy simulator is only a better way to get an answer we can also compute locally, so
+# one attempt is enough: on any failure the checker falls back to reading the policies.
+PROBE_CONFIG = CLIENT_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
 
 THROTTLING_CODES = frozenset(
     {
@@ -119,7 +124,7 @@ def aws_call(permission: str) -> Iterator[None]:
         raise CheckerError(permission, code, message) from exc
     except NoCredentialsError as exc:
         raise CheckerError(permission, "NoCredentials", str(exc)) from exc
-    except BotoCoreError as exc:
+    except (BotoCoreError, ResponseParserError) as exc:
         # Connection failures, unparseable responses: the checker could not get an answer.
         raise CheckerError(permission, type(exc).__name__, str(exc)) from exc
 
@@ -127,6 +132,10 @@ def aws_call(permission: str) -> Iterator[None]:
 def iam_client(session: boto3.Session, region: str) -> IAMClient:
     # IAM is global, but the region picks the partition (aws, aws-cn, aws-us-gov).
     return session.client("iam", region_name=region, config=CLIENT_CONFIG)
+
+
+def iam_probe_client(session: boto3.Session, region: str) -> IAMClient:
+    return session.client("iam", region_name=region, config=PROBE_CONFIG)
 
 
 def ec2_client(session: boto3.Session, region: str) -> EC2Client:

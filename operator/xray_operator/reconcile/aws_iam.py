@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from xray_operator.policy import Decision, Evaluation, NamedPolicy, parse_document
 from xray_operator.policy.document import Statement
-from xray_operator.reconcile.aws import THROTTLING_CODES, CheckerError, aws_call, error_code
+from xray_operator.reconcile.aws import aws_call, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -81,9 +82,9 @@ def simulate(
     """IAM's own answer, or None when the simulator is not available to the checker.
 
     The simulator also accounts for permissions boundaries and evaluates every condition
-    operator, so it is preferred; the operator often may not call it (and moto does not
-    implement it), hence the fallback to local evaluation. Throttling is not a reason to
-    fall back (local evaluation calls the same service): it is a checker error.
+    operator, so it is preferred; but the operator often may not call it (and moto does not
+    implement it). Any failure, throttling included, means "fall back to local evaluation",
+    whose reads have their own retries; pass a client without retries (`iam_probe_client`).
     """
     try:
         response = iam.simulate_principal_policy(
@@ -97,12 +98,9 @@ def simulate(
                 }
             ],
         )
-    except ClientError as exc:
-        code = error_code(exc)
-        if code in THROTTLING_CODES:
-            raise CheckerError("iam:SimulatePrincipalPolicy", code, str(exc)) from exc
-        return None
-    except BotoCoreError:
+    except (ClientError, BotoCoreError, ResponseParserError):
+        # e.g. AccessDenied for the operator, or an endpoint without the simulator (moto
+        # answers with an HTML 500 page)
         return None
     results: list[Evaluation] = []
     for item in response["EvaluationResults"]:

@@ -37,7 +37,13 @@ from xray_operator.policy.report import (
     IdentityKind,
     role_name,
 )
-from xray_operator.reconcile.aws import CheckerError, NotFound, ec2_client, iam_client
+from xray_operator.reconcile.aws import (
+    CheckerError,
+    NotFound,
+    ec2_client,
+    iam_client,
+    iam_probe_client,
+)
 from xray_operator.reconcile.aws_ec2 import resolve_roles, split_nodes
 from xray_operator.reconcile.aws_iam import (
     RolePolicies,
@@ -58,6 +64,7 @@ __all__ = [
     "IdentityResult",
     "check_identities",
     "inputs_from_tracingconfig",
+    "nodes_for_daemon",
 ]
 
 IDENTITY_MODES = ("auto", "nodeRole", "irsa")
@@ -70,6 +77,7 @@ class IdentityInputs:
     identity_mode: str
     service_account: tuple[str, str]
     check: bool
+    node_selector: dict[str, str]
 
 
 def inputs_from_tracingconfig(body: Mapping[str, Any]) -> IdentityInputs:
@@ -77,6 +85,7 @@ def inputs_from_tracingconfig(body: Mapping[str, Any]) -> IdentityInputs:
     meta = body.get("metadata", {})
     spec = body.get("spec", {})
     iam = spec.get("iam") or {}
+    selector = (spec.get("daemon") or {}).get("nodeSelector") or {}
     return IdentityInputs(
         region=str(spec.get("region") or ""),
         irsa_role_arn=(spec.get("serviceAccount") or {}).get("roleArn") or None,
@@ -84,7 +93,27 @@ def inputs_from_tracingconfig(body: Mapping[str, Any]) -> IdentityInputs:
         # The daemon's ServiceAccount is named after the TracingConfig (see render/).
         service_account=(str(meta.get("namespace", "")), f"{meta.get('name', '')}-daemon"),
         check=bool(iam.get("check", True)),
+        node_selector={
+            str(k): str(v)
+            for k, v in ((spec.get("daemon") or {}).get("nodeSelector") or {}).items()
+        },
     )
+
+
+def nodes_for_daemon(
+    nodes: Sequence[Mapping[str, Any]], node_selector: Mapping[str, str] | None
+) -> list[Mapping[str, Any]]:
+    """Only nodes the daemon is scheduled on matter (spec.daemon.nodeSelector)."""
+    if not node_selector:
+        return list(nodes)
+    return [
+        n
+        for n in nodes
+        if all(
+            (n.get("metadata", {}).get("labels") or {}).get(k) == v
+            for k, v in node_selector.items()
+        )
+    ]
 
 
 def _unknown(
@@ -102,9 +131,11 @@ def _unknown(
 
 
 class _Checker:
-    def __init__(self, iam: IAMClient, region: str, use_simulator: bool) -> None:
+    def __init__(self, iam: IAMClient, probe: IAMClient, region: str, use_simulator: bool) -> None:
         self.iam = iam
+        self.probe = probe
         self.region = region
+        # Flipped off after the first failure: one denied probe per run, not one per role.
         self.use_simulator = use_simulator
 
     def context(self, role_arn: str) -> dict[str, tuple[str, ...]]:
@@ -136,11 +167,10 @@ class _Checker:
                     ),
                     None,
                 )
-            evaluations = (
-                simulate(self.iam, role_arn, XRAY_ACTIONS, self.region)
-                if self.use_simulator
-                else None
-            )
+            evaluations = None
+            if self.use_simulator:
+                evaluations = simulate(self.probe, role_arn, XRAY_ACTIONS, self.region)
+                self.use_simulator = evaluations is not None
             source = "IAM policy simulator"
             policies: RolePolicies | None = None
             note = ""
@@ -283,7 +313,9 @@ def check_identities(
             f"identity must be one of {', '.join(IDENTITY_MODES)}, not {identity_mode!r}"
         )
     session = session or boto3.Session()
-    checker = _Checker(iam_client(session, region), region, use_simulator)
+    checker = _Checker(
+        iam_client(session, region), iam_probe_client(session, region), region, use_simulator
+    )
     mode = identity_mode
     if mode == "auto":
         mode = "irsa" if irsa_role_arn else "nodeRole"
