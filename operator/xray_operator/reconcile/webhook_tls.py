@@ -88,14 +88,22 @@ def generate(
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                          content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -122,13 +130,14 @@ def generate(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return (ca.public_bytes(serialization.Encoding.PEM),
-            cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    return (
+        ca.public_bytes(serialization.Encoding.PEM),
+        cert.public_bytes(serialization.Encoding.PEM),
+        key_pem,
+    )
 
 
-def usable(
-    directory: Path, hosts: Sequence[str], *, now: datetime.datetime | None = None
-) -> bool:
+def usable(directory: Path, hosts: Sequence[str], *, now: datetime.datetime | None = None) -> bool:
     """The stored files exist, chain to the stored CA, name every host and are not expiring."""
     now = now or datetime.datetime.now(datetime.UTC)
     try:
