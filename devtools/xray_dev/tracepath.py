@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,10 +235,43 @@ def daemon_env(home: Path) -> dict[str, str]:
     return {**base_env(home), **FAKE_CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true"}
 
 
+# ENTRYPOINT of public.ecr.aws/xray/aws-xray-daemon and of docker/xray-daemon.Dockerfile: a
+# pod runs the binary with these flags first, then the container's args.
+IMAGE_ENTRYPOINT_FLAGS = ("-t", "0.0.0.0:2000", "-b", "0.0.0.0:2000")
+_CONFIG_FLAGS = frozenset({"-c", "--config"})
+_BIND_FLAGS = frozenset({"-b", "--bind", "-t", "--bind-tcp"})
+
+
+def localize_daemon_args(args: Sequence[str], *, config_path: Path, port: int) -> list[str]:
+    """The daemon's command line with the file path and the binds made local, nothing else:
+    the value of -c becomes `config_path`, every -b/-t value 127.0.0.1:<port>."""
+    out = list(args)
+    for i, token in enumerate(out):
+        flag, eq, _ = token.partition("=")
+        if flag in _CONFIG_FLAGS | _BIND_FLAGS:
+            value = str(config_path) if flag in _CONFIG_FLAGS else f"{LOOPBACK}:{port}"
+            if eq:
+                out[i] = f"{flag}={value}"
+            elif i + 1 < len(out):
+                out[i + 1] = value
+    return out
+
+
+def container_args(daemonset: Mapping[str, Any]) -> list[str]:
+    """What the daemon container's binary receives: the image entrypoint's flags, then the
+    rendered args (the DaemonSet sets no `command`, which would drop the entrypoint)."""
+    container = daemonset["spec"]["template"]["spec"]["containers"][0]
+    if container.get("command"):
+        return [str(a) for a in container["command"][1:]] + [str(a) for a in
+                                                               container.get("args") or []]
+    return [*IMAGE_ENTRYPOINT_FLAGS, *(str(a) for a in container.get("args") or [])]
+
+
 @dataclass
 class Daemon:
     proc: Proc
     config_path: Path
+    argv: list[str]
     port: int
 
     @property
@@ -253,22 +286,41 @@ def write_config(config: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-def start_daemon(binary: Path, config: Mapping[str, Any], work_dir: Path, *, name: str = "xray",
-                 timeout: float = 30.0) -> Daemon:
-    """Run `xray -c <file>` with nothing but the config file: no flags, since flags override
-    the file and the file is what is under test. Returns once its TCP listener accepts."""
+def _local_port(config: Mapping[str, Any]) -> int:
     tcp = str((config.get("Socket") or {}).get("TCPAddress", ""))
     host, _, port_text = tcp.rpartition(":")
     if host != LOOPBACK or not port_text.isdigit():
-        raise ValueError(f"Socket.TCPAddress must be {LOOPBACK}:<port> here, not {tcp!r}")
+        raise ValueError(f"Socket.TCPAddress must be {LOOPBACK}:<port> here, not {tcp!r}; "
+                         "use localize_daemon_config()")
+    return int(port_text)
+
+
+def _daemon_argv(binary: Path, config: Mapping[str, Any], work_dir: Path, name: str,
+                 args: Sequence[str] | None) -> tuple[Path, list[str]]:
     path = write_config(config, work_dir / f"{name}-cfg.yaml")
-    proc = start_process(name, [str(binary), "-c", str(path)], daemon_env(work_dir), work_dir)
+    if args is None:
+        args = ["-c", "cfg.yaml"]
+    local = localize_daemon_args(args, config_path=path, port=_local_port(config))
+    if not any(a.partition("=")[0] in _CONFIG_FLAGS for a in local):
+        raise ValueError(f"the daemon's args load no config file: {list(args)}")
+    return path, [str(binary), *local]
+
+
+def start_daemon(binary: Path, config: Mapping[str, Any], work_dir: Path, *,
+                 args: Sequence[str] | None = None, name: str = "xray",
+                 timeout: float = 30.0) -> Daemon:
+    """Run the daemon with `config` as its file and `args` as its command line (as the pod
+    would: see container_args(); by default just `-c <file>`), made local by
+    localize_daemon_args(). Returns once its TCP listener accepts connections."""
+    path, argv = _daemon_argv(binary, config, work_dir, name, args)
+    proc = start_process(name, argv, daemon_env(work_dir), work_dir)
+    port = _local_port(config)
     try:
-        wait_for_tcp(proc, int(port_text), timeout=timeout)
+        wait_for_tcp(proc, port, timeout=timeout)
     except BaseException:
         proc.stop()
         raise
-    return Daemon(proc=proc, config_path=path, port=int(port_text))
+    return Daemon(proc=proc, config_path=path, argv=argv, port=port)
 
 
 @dataclass(frozen=True)
@@ -279,17 +331,17 @@ class Verdict:
 
 
 def check_config(binary: Path, config: Mapping[str, Any], work_dir: Path, *,
-                 name: str = "xray-check", timeout: float = 30.0) -> Verdict:
+                 args: Sequence[str] | None = None, name: str = "xray-check",
+                 timeout: float = 30.0) -> Verdict:
     """Start the daemon with `config` and report whether it refused it (exited) or accepted
     it (its TCP listener came up). The daemon is stopped either way.
 
     The daemon validates the whole file before it opens any socket, so "listening" means
     the file passed validation."""
-    port = int(str(config["Socket"]["TCPAddress"]).rpartition(":")[2])
-    path = write_config(config, work_dir / f"{name}-cfg.yaml")
-    proc = start_process(name, [str(binary), "-c", str(path)], daemon_env(work_dir), work_dir)
+    _, argv = _daemon_argv(binary, config, work_dir, name, args)
+    proc = start_process(name, argv, daemon_env(work_dir), work_dir)
     try:
-        wait_for_tcp(proc, port, timeout=timeout)
+        wait_for_tcp(proc, _local_port(config), timeout=timeout)
     except RuntimeError:  # exited before listening
         return Verdict(accepted=False, returncode=proc.popen.returncode, output=proc.output())
     finally:
@@ -304,6 +356,7 @@ class OperatorOutput:
     source: str  # where it came from: "render" (pure functions) or "api-server"
     tracing_config: dict[str, Any]
     daemon_configmap: dict[str, Any]  # the ConfigMap <tc-name>-daemon
+    daemonset: dict[str, Any]  # the DaemonSet <tc-name>-daemon (how the daemon is started)
     deployments: dict[str, dict[str, Any]]  # sample service -> its Deployment, injected
 
 

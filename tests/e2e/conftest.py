@@ -65,7 +65,7 @@ def operator_output() -> OperatorOutput:
     applied to the sample manifests (the apply body merged as the API server would).
     The final version applies TRACING_CONFIG and the sample manifests to the cluster the
     operator runs against, waits for the operator, and reads back the ConfigMap
-    `<tc-name>-daemon` and the two Deployments, e.g. with
+    and DaemonSet `<tc-name>-daemon` and the two Deployments, e.g. with
     `cluster.kubectl("get", "configmap", "default-daemon", "-n", "xray-system", "-o", "json")`.
     Nothing else in tests/e2e needs to change.
     """
@@ -79,8 +79,9 @@ def _from_render() -> OperatorOutput:
 
     config = TracingConfig.from_object(copy.deepcopy(TRACING_CONFIG))
     name = TRACING_CONFIG["metadata"]["name"]
-    configmap = next(o for o in desired(config) if o["kind"] == "ConfigMap")
-    assert configmap["metadata"]["name"] == f"{name}-daemon"
+    children = {o["kind"]: o for o in desired(config)}
+    configmap, daemonset = children["ConfigMap"], children["DaemonSet"]
+    assert configmap["metadata"]["name"] == daemonset["metadata"]["name"] == f"{name}-daemon"
     targets = [target_for(config, address_for(config))]
 
     deployments: dict[str, dict[str, Any]] = {}
@@ -90,7 +91,7 @@ def _from_render() -> OperatorOutput:
         deployment["metadata"]["namespace"] = SAMPLE_NAMESPACE
         plan = plan_workload(deployment, None, targets)
         deployments[service] = _merge_apply_body(deployment, plan.body)
-    return OperatorOutput("render", TRACING_CONFIG, configmap, deployments)
+    return OperatorOutput("render", TRACING_CONFIG, configmap, daemonset, deployments)
 
 
 def _merge_apply_body(live: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,12 @@ segments to the real X-Ray daemon, running the cfg.yaml the operator rendered, w
 them to an X-Ray API (moto on loopback). Assertions go through the X-Ray API, as a person
 looking for their traces would.
 
-What differs from a cluster, and nothing else (each asserted below):
+The daemon is started as the pod starts it: the image entrypoint's flags, then the args of
+the rendered DaemonSet, reading the rendered cfg.yaml. What differs from a cluster, and nothing
+else (each asserted below):
 - the daemon's cfg.yaml: Endpoint (moto), LocalMode (no EC2 metadata here), loopback binds on
   a free port (tracepath.LOCAL_SUBSTITUTIONS);
+- the daemon's command line: the -c path (a local file) and the -b/-t binds (the same port);
 - the apps' environment: the injected daemon address points at the local daemon, and
   service-a's SERVICE_B_URL at the local service-b (there is no cluster DNS here).
 """
@@ -47,6 +50,18 @@ def local_cfg(output: OperatorOutput, endpoint: str) -> dict[str, Any]:
     return config
 
 
+def local_args(output: OperatorOutput, config: dict[str, Any], tmp_path: Path) -> list[str]:
+    """The container's command line with only the file path and the bind values changed."""
+    args = tracepath.container_args(output.daemonset)
+    port = int(config["Socket"]["TCPAddress"].rpartition(":")[2])
+    local = tracepath.localize_daemon_args(args, config_path=tmp_path / "cfg.yaml", port=port)
+    changed = [(before, after) for before, after in zip(args, local, strict=True)
+               if before != after]
+    flags = {args[i - 1] for i, (a, b) in enumerate(zip(args, local, strict=True)) if a != b}
+    assert flags <= {"-c", "--config", "-b", "--bind", "-t", "--bind-tcp"}, changed
+    return args
+
+
 def subsegments(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for sub in doc.get("subsegments") or []:
         yield sub
@@ -72,13 +87,14 @@ def test_daemon_refuses_a_config_it_cannot_honour(
     tmp_path: Path, change: dict[str, Any], refusal: str,
 ) -> None:
     good = local_cfg(operator_output, xray_endpoint.endpoint_url)
+    args = local_args(operator_output, good, tmp_path)
     # Control: the very same file without the change starts, so the refusal below is the
     # daemon's validator speaking, not a broken setup.
-    accepted = tracepath.check_config(xray_binary, good, tmp_path, name="good")
+    accepted = tracepath.check_config(xray_binary, good, tmp_path, args=args, name="good")
     assert accepted.accepted, accepted.output
 
     bad = {k: v for k, v in {**good, **change}.items() if v is not None}
-    verdict = tracepath.check_config(xray_binary, bad, tmp_path, name="bad")
+    verdict = tracepath.check_config(xray_binary, bad, tmp_path, args=args, name="bad")
 
     assert not verdict.accepted, f"daemon started with {change}:\n{verdict.output}"
     assert verdict.returncode != 0
@@ -95,7 +111,8 @@ def test_segments_of_both_services_arrive_as_one_trace(
 
     procs: list[tracepath.Proc] = []
     try:
-        daemon = tracepath.start_daemon(xray_binary, config, tmp_path)
+        args = local_args(operator_output, config, tmp_path)
+        daemon = tracepath.start_daemon(xray_binary, config, tmp_path, args=args)
         procs.append(daemon.proc)
 
         ports = {service: tracepath.free_port() for service in SAMPLE_SERVICES}
@@ -143,6 +160,12 @@ def test_segments_of_both_services_arrive_as_one_trace(
             # The random delay is B's own subsegment, annotated with what B answered.
             delay = next(s for s in subsegments(b) if s["name"] == "random-delay")
             assert delay["annotations"]["delay_ms"] == delay_ms
+
+        # The daemon ran on the local binds, not the entrypoint's 0.0.0.0:2000 (the rendered
+        # log level is prod, so only its Info lines are there to read).
+        log = daemon.proc.output()
+        assert f"Starting proxy http server on {daemon.address}" in log
+        assert "Successfully sent batch" in log
     except BaseException as error:
         for proc in procs:
             error.add_note(f"--- {proc.name} (pid {proc.pid}) ---\n{proc.output()[-4000:]}")
