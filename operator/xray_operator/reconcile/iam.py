@@ -93,10 +93,7 @@ def inputs_from_tracingconfig(body: Mapping[str, Any]) -> IdentityInputs:
         # The daemon's ServiceAccount is named after the TracingConfig (see render/).
         service_account=(str(meta.get("namespace", "")), f"{meta.get('name', '')}-daemon"),
         check=bool(iam.get("check", True)),
-        node_selector={
-            str(k): str(v)
-            for k, v in ((spec.get("daemon") or {}).get("nodeSelector") or {}).items()
-        },
+        node_selector={str(k): str(v) for k, v in selector.items()},
     )
 
 
