@@ -1,4 +1,5 @@
-"""The local trace path as real processes: a moto X-Ray endpoint, the X-Ray daemon, the sample apps.
+"""The local trace path as real processes: the X-Ray daemon and the sample apps, uploading to
+moto's X-Ray API (xray_dev.moto).
 
 Used by the end-to-end trace test and by `make demo`. Everything listens on 127.0.0.1 on free
 ports; nothing here reaches past loopback. Each process gets a minimal environment of its own
@@ -7,7 +8,9 @@ make it pass or fail for the wrong reason.
 
 The daemon runs the cfg.yaml the operator rendered with exactly three substitutions, listed in
 LOCAL_SUBSTITUTIONS and applied by localize_daemon_config(): the X-Ray endpoint (moto), local
-mode (no EC2 instance metadata here) and loopback binds on a free port.
+mode (no EC2 instance metadata here) and loopback binds on a free port. It is started as its
+pod starts it (container_args()), with only the -c path and the binds made local
+(localize_daemon_args()).
 """
 
 from __future__ import annotations
@@ -162,17 +165,19 @@ def ensure_daemon(progress: Progress = _no_progress) -> Path:
     return BIN_DIR / "xray"
 
 
-# --- moto ----------------------------------------------------------------------------------
+# --- the X-Ray API ---------------------------------------------------------------------------
 
 
-@dataclass
-class MotoServer:
-    proc: Proc
+@dataclass(frozen=True)
+class XRayEndpoint:
+    """Where the daemon uploads segments and the test reads traces: a moto server on loopback
+    (xray_dev.moto.MotoServer, the `moto_server` fixture)."""
+
     endpoint_url: str
     region: str = "us-east-1"
 
     def xray(self) -> Any:
-        """A boto3 X-Ray client for this server (typed Any: boto3 is a dev dependency)."""
+        """A boto3 X-Ray client for this endpoint (typed Any: boto3 is a dev dependency)."""
         import boto3
 
         return boto3.client(
@@ -180,20 +185,6 @@ class MotoServer:
             aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         )
-
-
-def start_moto(log_dir: Path, region: str = "us-east-1") -> MotoServer:
-    """`moto_server` from this virtualenv on a free loopback port: a real HTTP server."""
-    port = free_port()
-    moto = Path(sys.executable).with_name("moto_server")
-    proc = start_process("moto", [str(moto), "-H", LOOPBACK, "-p", str(port)],
-                         base_env(log_dir), log_dir)
-    try:
-        wait_for_tcp(proc, port)
-    except BaseException:
-        proc.stop()
-        raise
-    return MotoServer(proc=proc, endpoint_url=f"http://{LOOPBACK}:{port}", region=region)
 
 
 # --- the daemon's configuration ----------------------------------------------------------

@@ -4,13 +4,13 @@ the operator produced (the SEAM below)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from xray_dev import tracepath
+from xray_dev.moto import MotoServer
 from xray_dev.tracepath import SAMPLE_SERVICES, OperatorOutput
 from xray_operator.constants import API_VERSION, KIND
 
@@ -46,14 +46,10 @@ def xray_binary(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def xray_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tracepath.MotoServer]:
-    """A real moto_server process on loopback serving the X-Ray API.
-
-    TODO(lead): use `moto_server` from devtools/xray_dev/fixtures_aws.py once it lands; all
-    the test needs from it is an endpoint URL and a boto3 X-Ray client for that URL."""
-    server = tracepath.start_moto(tmp_path_factory.mktemp("moto"))
-    yield server
-    server.proc.stop()
+def xray_endpoint(moto_server: MotoServer) -> tracepath.XRayEndpoint:
+    """moto's X-Ray API on loopback (a real moto_server process, shared with the IAM tests:
+    the traces of a test are read back within the same test, so its resets do no harm)."""
+    return tracepath.XRayEndpoint(moto_server.endpoint)
 
 
 @pytest.fixture(scope="session")

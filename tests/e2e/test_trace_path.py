@@ -83,7 +83,7 @@ def sleep_into_next_second() -> None:
     ],
 )
 def test_daemon_refuses_a_config_it_cannot_honour(
-    xray_binary: Path, xray_endpoint: tracepath.MotoServer, operator_output: OperatorOutput,
+    xray_binary: Path, xray_endpoint: tracepath.XRayEndpoint, operator_output: OperatorOutput,
     tmp_path: Path, change: dict[str, Any], refusal: str,
 ) -> None:
     good = local_cfg(operator_output, xray_endpoint.endpoint_url)
@@ -102,7 +102,7 @@ def test_daemon_refuses_a_config_it_cannot_honour(
 
 
 def test_segments_of_both_services_arrive_as_one_trace(
-    xray_binary: Path, xray_endpoint: tracepath.MotoServer, operator_output: OperatorOutput,
+    xray_binary: Path, xray_endpoint: tracepath.XRayEndpoint, operator_output: OperatorOutput,
     tmp_path: Path,
 ) -> None:
     config = local_cfg(operator_output, xray_endpoint.endpoint_url)
