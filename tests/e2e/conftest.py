@@ -4,12 +4,12 @@ the operator produced (the SEAM below)."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from xray_dev import tracepath
+from xray_dev.fixtures_trace import xray_binary  # noqa: F401  (until tests/conftest.py loads it)
 from xray_dev.moto import MotoServer
 from xray_dev.tracepath import SAMPLE_SERVICES, OperatorOutput
 from xray_operator.constants import API_VERSION, KIND
@@ -23,26 +23,6 @@ TRACING_CONFIG: dict[str, Any] = {
 }
 # Where the sample apps run (they opt in with xray-operator.dev/inject: "true").
 SAMPLE_NAMESPACE = "xray-samples"
-
-
-@pytest.fixture(scope="session")
-def xray_binary(request: pytest.FixtureRequest) -> Path:
-    """The pinned X-Ray daemon, built into .cache/bin by scripts/xray-daemon.sh (or found).
-
-    The build's progress goes straight to the terminal: pytest captures fixture output, and a
-    first build that takes minutes must not look like a hang."""
-    plugins = request.config.pluginmanager
-    reporter = plugins.get_plugin("terminalreporter")
-    capture = plugins.get_plugin("capturemanager")
-
-    def progress(line: str) -> None:
-        if reporter is None or capture is None:
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.ensure_newline()
-            reporter.write_line(line)
-
-    return tracepath.ensure_daemon(progress)
 
 
 @pytest.fixture(scope="session")
