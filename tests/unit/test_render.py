@@ -281,6 +281,8 @@ def hash_of(cfg: TracingConfig) -> str:
         {"daemon": {"localMode": True}},
         {"daemon": {"endpoint": "http://xray.local:4566"}},
         {"daemon": {"proxyAddress": "http://proxy:3128"}},
+        # Not in cfg.yaml, but EKS gives a pod its IRSA role only when the pod is created.
+        {"serviceAccount": {"roleArn": "arn:aws:iam::123456789012:role/irsa"}},
     ],
 )
 def test_config_hash_changes_when_the_daemon_config_changes(change: dict[str, Any]) -> None:
@@ -298,7 +300,6 @@ def test_config_hash_changes_when_the_daemon_config_changes(change: dict[str, An
         {"daemon": {"nodeSelector": {"pool": "a"}}},
         {"daemon": {"tolerations": []}},
         {"daemon": {"priorityClassName": "high"}},
-        {"serviceAccount": {"roleArn": "arn:aws:iam::123456789012:role/irsa"}},
         {"injection": {"mode": "webhook"}},
         {"daemon": {"hostPort": True}, "injection": {"addressMode": "hostIP"}},
         {"iam": {"check": False, "recheckInterval": "5m"}},
@@ -310,6 +311,14 @@ def test_config_hash_stays_when_the_daemon_config_does_not_change(
     # Anything that is not in cfg.yaml either changes the pod template by itself (and rolls
     # the pods once) or does not concern the daemon at all; the hash must not add a rollout.
     assert hash_of(config(change)) == hash_of(config())
+
+
+def test_config_hash_is_the_sha256_of_the_config_file_a_person_can_check() -> None:
+    import hashlib
+
+    cfg = config()
+    text = by_kind(desired(cfg))["ConfigMap"]["data"]["cfg.yaml"]
+    assert hash_of(cfg) == hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_yaml_output_is_reapplicable_text() -> None:

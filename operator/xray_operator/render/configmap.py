@@ -48,8 +48,17 @@ def cfg_yaml(config: TracingConfig) -> str:
 
 def config_hash(config: TracingConfig) -> str:
     """Goes on the pod template: the daemon reads cfg.yaml only at start-up, so a changed
-    file must roll the pods, and an unchanged one must not."""
-    return hashlib.sha256(cfg_yaml(config).encode()).hexdigest()
+    file must roll the pods, and an unchanged one must not.
+
+    The IRSA role is hashed too: EKS injects the role into a pod when the pod is created, so
+    after the ServiceAccount's annotation changes only new pods run as the new role. Without
+    a role the hash is just sha256(cfg.yaml), easy to check by hand.
+    """
+    digest = hashlib.sha256(cfg_yaml(config).encode())
+    role_arn = config.spec.service_account.role_arn
+    if role_arn:
+        digest.update(f"\0irsa-role-arn={role_arn}".encode())
+    return digest.hexdigest()
 
 
 def build_configmap(config: TracingConfig) -> dict[str, Any]:
