@@ -54,8 +54,10 @@ class Audit:
         self.kube = kube
         self.offset = self.path.stat().st_size
 
-    def writes(self, namespace: str) -> Counter[str]:
-        """Patches/updates of workload objects in `namespace` by non-system users, per name."""
+    def writes(self, namespace: str, prefix: str = "") -> Counter[str]:
+        """Patches/updates of the test's workloads (names starting with `prefix`) in `namespace`
+        by non-system users, per name. An operator running against the same cluster writes the
+        daemon's children there too; those are not counted."""
         # The log is written in batches: a request made now marks where "everything so far" ends.
         marker = f"audit-marker-{uuid.uuid4().hex[:8]}"
         self.kube.get("v1", "ConfigMap", namespace, marker)
@@ -65,7 +67,8 @@ class Audit:
             ref = line.get("objectRef") or {}
             if (line.get("verb") in ("patch", "update") and ref.get("namespace") == namespace
                     and ref.get("resource") in ("deployments", "statefulsets", "daemonsets")
-                    and not ref.get("subresource")
+                    and not ref.get("subresource") and ref.get("name", "").startswith(prefix)
+                    and not ref.get("name", "").endswith("-daemon")
                     and not line["user"]["username"].startswith("system:")):
                 counts[ref["name"]] += 1
         self.offset = self.path.stat().st_size

@@ -349,3 +349,11 @@ def test_both_sdk_address_forms_are_accepted(address: str) -> None:
 @pytest.mark.parametrize("address", ["tcp:h:2001 tcp:h:2000", "tcp:h udp:h:2", "h:1 h:2"])
 def test_two_part_addresses_need_one_tcp_and_one_udp_with_ports(address: str) -> None:
     assert not valid_address(address)
+
+
+def test_the_operators_own_daemonset_is_never_injected() -> None:
+    daemon = deployment()
+    daemon["kind"] = "DaemonSet"
+    daemon["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "xray-operator"}
+    plan = plan_workload(daemon, {INJECT_ANNOTATION: "true"}, TARGETS)
+    assert not plan.needs_write and plan.decision.target is None

@@ -25,6 +25,8 @@ from xray_operator.constants import (
     INJECT_ANNOTATION,
     INJECTED_BY_ANNOTATION,
     INJECTION_FIELD_MANAGER,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
 )
 from xray_operator.model import TracingConfig
 
@@ -368,7 +370,12 @@ def plan_workload(
     metadata = workload.get("metadata") or {}
     namespace = metadata.get("namespace", "")
     annotations = metadata.get("annotations") or {}
-    decision = decide(annotations, namespace_annotations, targets, namespace)
+    if (metadata.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE:
+        # The daemon (and the operator) must not be pointed at themselves, even in a namespace
+        # that opted in as a whole; anything injected earlier is still released.
+        decision = Decision(None, "managed by xray-operator itself")
+    else:
+        decision = decide(annotations, namespace_annotations, targets, namespace)
     problems = [decision.problem] if decision.problem else []
     pod_spec = _pod_spec(workload)
     owned = owned_env(workload)
