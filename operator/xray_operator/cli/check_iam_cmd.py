@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from kubernetes import client, config
+
 from xray_operator.constants import API_VERSION, KIND
-from xray_operator.policy import IamReport
+from xray_operator.policy import XRAY_ACTIONS, IamReport
 from xray_operator.policy.report import role_name
 from xray_operator.reconcile.iam import (
     check_identities,
@@ -40,6 +43,17 @@ EXIT_UNKNOWN = 3
 
 class UsageError(Exception):
     pass
+
+
+def kube_from_environment() -> Kube:
+    # KUBECONFIG is read at call time (the kubernetes package reads it once, at import).
+    configuration = client.Configuration()
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(config_file=kubeconfig or None, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return Kube(client.ApiClient(configuration))
 
 
 def find_config(kube: Kube, ref: str | None) -> dict[str, Any]:
@@ -78,6 +92,12 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
+def _missing(actions: tuple[str, ...]) -> str:
+    if len(actions) == len(XRAY_ACTIONS):
+        return "all 5"
+    return ", ".join(a.removeprefix("xray:") for a in actions) or "-"
+
+
 def render_table(ref: str, report: IamReport, notes: list[str]) -> str:
     lines = [
         f"TracingConfig {ref}   region {report.region}   checked {report.to_status()['checkedAt']}"
@@ -97,7 +117,7 @@ def render_table(ref: str, report: IamReport, notes: list[str]) -> str:
                 role_name(i.role_arn) or "-",
                 nodes or "-",
                 i.allowed,
-                ", ".join(a.removeprefix("xray:") for a in i.missing_actions) or "-",
+                _missing(i.missing_actions),
                 "yes" if i.over_privileged else "no",
             ]
         )
@@ -139,7 +159,7 @@ def check_iam(
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        kube = Kube.from_environment()
+        kube = kube_from_environment()
         config = find_config(kube, getattr(args, "config", None))
         inputs = inputs_from_tracingconfig(config)
         nodes = nodes_for_daemon(kube.list("v1", "Node"), inputs.node_selector)

@@ -51,8 +51,8 @@ def trust_admits(statements: Sequence[Statement], namespace: str, name: str) -> 
         return TrustResult(
             False,
             subject,
-            "trust policy names no OIDC provider (Principal.Federated), so no "
-            "ServiceAccount token can assume it",
+            f"trust policy names no OIDC provider (Principal.Federated), so {subject} cannot "
+            "assume the role",
         )
     unknown = ""
     for provider in providers:

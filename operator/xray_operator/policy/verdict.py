@@ -54,7 +54,10 @@ def judge_role(
         )
 
     if missing:
-        message = f"cannot call {', '.join(missing)} in {region}"
+        if len(missing) == len(evaluations) > 1:
+            message = f"cannot call any of the {len(missing)} X-Ray daemon actions in {region}"
+        else:
+            message = f"cannot call {', '.join(missing)} in {region}"
         if explicit:
             message += f" ({explicit[0].why})"
             deny_source = explicit[0].why.removeprefix("explicitly denied by ")
