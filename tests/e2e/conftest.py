@@ -4,23 +4,21 @@ the operator produced (the SEAM below)."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
+import yaml
 
 from xray_dev import tracepath
+from xray_dev.cluster import Cluster
 from xray_dev.fixtures_trace import xray_binary  # noqa: F401  (until tests/conftest.py loads it)
 from xray_dev.moto import MotoServer
 from xray_dev.tracepath import SAMPLE_SERVICES, OperatorOutput
-from xray_operator.constants import API_VERSION, KIND
 
-# The TracingConfig the trace path runs: what the quick start applies.
-TRACING_CONFIG: dict[str, Any] = {
-    "apiVersion": API_VERSION,
-    "kind": KIND,
-    "metadata": {"name": "default", "namespace": "xray-system"},
-    "spec": {"default": True, "region": "us-east-1"},
-}
+# The TracingConfig the trace path runs: the sample the quick start applies.
+TRACING_CONFIG_FILE = tracepath.ROOT / "manifests" / "samples" / "tracingconfig.yaml"
+TRACING_CONFIG: dict[str, Any] = yaml.safe_load(TRACING_CONFIG_FILE.read_text())
 # Where the sample apps run (they opt in with xray-operator.dev/inject: "true").
 SAMPLE_NAMESPACE = "xray-samples"
 
@@ -36,16 +34,57 @@ def xray_endpoint(moto_server: MotoServer) -> tracepath.XRayEndpoint:
 def operator_output() -> OperatorOutput:
     """SEAM (lead): switch this to the real operator on the real API server.
 
-    Today the objects come from the operator's own pure functions: the ConfigMap from
-    `render.desired()` and the injected Deployments from `render.injection.plan_workload()`
+    Today the objects come from the operator's own pure functions: the ConfigMap and DaemonSet
+    from `render.desired()`, the injected Deployments from `render.injection.plan_workload()`
     applied to the sample manifests (the apply body merged as the API server would).
-    The final version applies TRACING_CONFIG and the sample manifests to the cluster the
-    operator runs against, waits for the operator, and reads back the ConfigMap
-    and DaemonSet `<tc-name>-daemon` and the two Deployments, e.g. with
-    `cluster.kubectl("get", "configmap", "default-daemon", "-n", "xray-system", "-o", "json")`.
-    Nothing else in tests/e2e needs to change.
+
+    To switch, once the operator injects into Deployments, replace the body with
+        return _from_cluster(request.getfixturevalue("cluster"),
+                             request.getfixturevalue("operator"))
+    (and take `request: pytest.FixtureRequest`). Nothing else in tests/e2e needs to change;
+    every test then runs what the operator really wrote.
     """
     return _from_render()
+
+
+def _kubectl_json(cluster: Cluster, *args: str) -> dict[str, Any] | None:
+    result = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def _from_cluster(cluster: Cluster, operator: object) -> OperatorOutput:
+    """Apply the sample TracingConfig and the sample apps, then read back what the operator
+    (already running: the `operator` fixture) made of them."""
+    del operator  # needed only to be running
+    from xray_dev.fixtures_cluster import wait_for
+
+    cluster.kubectl("apply", "--server-side", "--field-manager=e2e", "-f",
+                    str(TRACING_CONFIG_FILE))
+    namespace = {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": SAMPLE_NAMESPACE}}
+    cluster.kubectl("apply", "--server-side", "--field-manager=e2e", "-f", "-",
+                    input=json.dumps(namespace))
+    for service in SAMPLE_SERVICES:
+        cluster.kubectl("apply", "--server-side", "--field-manager=e2e", "-n", SAMPLE_NAMESPACE,
+                        "-f", str(tracepath.SAMPLE_APPS / service / "k8s.yaml"))
+
+    meta = TRACING_CONFIG["metadata"]
+    child = ("-n", meta["namespace"], f"{meta['name']}-daemon")
+    configmap = wait_for(lambda: _kubectl_json(cluster, "configmap", *child), timeout=60,
+                         what="the daemon ConfigMap")
+    daemonset = wait_for(lambda: _kubectl_json(cluster, "daemonset", *child), timeout=60,
+                         what="the daemon DaemonSet")
+
+    def injected(service: str) -> dict[str, Any] | None:
+        deployment = _kubectl_json(cluster, "deployment", service, "-n", SAMPLE_NAMESPACE)
+        if deployment and tracepath.DAEMON_ADDRESS_ENV in tracepath.container_env(deployment):
+            return deployment
+        return None
+
+    deployments = {s: wait_for(lambda s=s: injected(s), timeout=60,
+                               what=f"{tracepath.DAEMON_ADDRESS_ENV} injected into {s}")
+                   for s in SAMPLE_SERVICES}
+    return OperatorOutput("api-server", TRACING_CONFIG, configmap, daemonset, deployments)
 
 
 def _from_render() -> OperatorOutput:
