@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -94,15 +95,18 @@ class _Status(BaseModel):
     )
 
 
-Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN)] | int
+# Bounded lengths keep the CRD's CEL cost estimate within the API server's budget.
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)] | int
 
 
 class Resources(_Spec):
     """The subset of a container's ResourceRequirements the daemon needs."""
 
-    limits: dict[str, Quantity] | None = Field(default=None, description="Resource limits.")
+    limits: dict[str, Quantity] | None = Field(
+        default=None, max_length=16, description="Resource limits."
+    )
     requests: dict[str, Quantity] | None = Field(
-        default=None, description="Resource requests."
+        default=None, max_length=16, description="Resource requests."
     )
 
 
@@ -219,6 +223,14 @@ class TracingConfigSpec(_Spec):
         return self
 
 
+# Rules the API server cannot check (a CEL quantity comparison on an int-or-string field is
+# over the CRD's cost budget): `render` refuses them and the operator reports InvalidSpec.
+MODEL_ONLY_MESSAGES = {
+    "memory": "daemon.resources.limits.memory must be more than bufferSizeMB: the daemon "
+    "allocates its buffers at start-up and would be OOM-killed; raise the limit or lower "
+    "bufferSizeMB",
+}
+
 CEL_MESSAGES = {
     "hostIP": "injection.addressMode hostIP requires daemon.hostPort: true "
     "(or use addressMode service)",
@@ -228,8 +240,33 @@ CEL_MESSAGES = {
 }
 
 
+_BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL_SUFFIX = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+                   "": Decimal(1), "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"),
+                   "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18")}
+
+
+def quantity_value(quantity: str | int) -> Decimal:
+    """A Kubernetes resource quantity (`128Mi`, `1G`, `500m`, `1e3`) as a number."""
+    text = str(quantity)
+    if not re.fullmatch(QUANTITY_PATTERN, text):
+        raise ValueError(f"{text!r} is not a quantity")
+    number = re.match(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", text)
+    assert number is not None  # the pattern above guarantees a leading number
+    suffix = text[number.end():]
+    value = Decimal(number.group(0))
+    if suffix in _BINARY_SUFFIX:
+        return value * _BINARY_SUFFIX[suffix]
+    if suffix in _DECIMAL_SUFFIX:
+        return value * _DECIMAL_SUFFIX[suffix]
+    return value * Decimal(10) ** int(suffix[1:])  # e/E exponent
+
+
 def cross_field_errors(spec: TracingConfigSpec) -> list[str]:
     errors = []
+    memory = (spec.daemon.resources.limits or {}).get("memory")
+    if memory is not None and quantity_value(memory) <= spec.daemon.buffer_size_mb * 2**20:
+        errors.append(MODEL_ONLY_MESSAGES["memory"])
     if spec.injection.address_mode == "hostIP" and not spec.daemon.host_port:
         errors.append(CEL_MESSAGES["hostIP"])
     if spec.iam.identity == "irsa" and not spec.service_account.role_arn:

@@ -179,6 +179,21 @@ def test_cross_field_rules_say_what_to_change(spec: dict[str, Any], words: str) 
     assert words in messages
 
 
+@pytest.mark.parametrize("limit", ["24Mi", "16M", 1000000, "0.02Gi"])
+def test_memory_limit_below_the_buffers_is_refused(limit: str | int) -> None:
+    spec = {"region": "us-east-1",
+            "daemon": {"bufferSizeMB": 24, "resources": {"limits": {"memory": limit}}}}
+    messages = " ".join(msg for _, msg in errors_of(tc(spec)))
+    assert "would be OOM-killed" in messages
+
+
+@pytest.mark.parametrize("limit", ["25Mi", "1Gi", "64M", 100000000])
+def test_memory_limit_above_the_buffers_is_fine(limit: str | int) -> None:
+    spec = {"region": "us-east-1",
+            "daemon": {"bufferSizeMB": 24, "resources": {"limits": {"memory": limit}}}}
+    assert TracingConfig.from_object(tc(spec)).spec.daemon.resources.limits == {"memory": limit}
+
+
 def test_host_ip_mode_is_fine_with_host_port() -> None:
     config = TracingConfig.from_object(tc({
         "region": "us-east-1", "daemon": {"hostPort": True},

@@ -19,7 +19,8 @@ from xray_operator.constants import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, V
 from xray_operator.model import NAME_MAX_LENGTH, TracingConfigSpec
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "tracingconfig.yaml"
-CONSTRAINTS = ("minimum", "maximum", "enum", "pattern", "maxLength", "minLength")
+CONSTRAINTS = ("minimum", "maximum", "enum", "pattern", "maxLength", "minLength",
+               "maxProperties", "maxItems")
 
 
 def crd() -> dict[str, Any]:
