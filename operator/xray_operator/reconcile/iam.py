@@ -62,6 +62,7 @@ __all__ = [
     "IamReport",
     "IdentityInputs",
     "IdentityResult",
+    "RoleChecker",
     "check_identities",
     "inputs_from_tracingconfig",
     "nodes_for_daemon",
@@ -127,7 +128,9 @@ def _unknown(
     )
 
 
-class _Checker:
+class RoleChecker:
+    """Checks roles with one IAM client for reads and one retry-less client for the simulator."""
+
     def __init__(self, iam: IAMClient, probe: IAMClient, region: str, use_simulator: bool) -> None:
         self.iam = iam
         self.probe = probe
@@ -310,7 +313,7 @@ def check_identities(
             f"identity must be one of {', '.join(IDENTITY_MODES)}, not {identity_mode!r}"
         )
     session = session or boto3.Session()
-    checker = _Checker(
+    checker = RoleChecker(
         iam_client(session, region), iam_probe_client(session, region), region, use_simulator
     )
     mode = identity_mode
