@@ -49,7 +49,6 @@ QUANTITY_PATTERN = (
 )
 
 MIN_RECHECK_SECONDS = 60
-LOG_LEVELS = ("dev", "debug", "info", "warn", "error", "prod")
 
 LogLevel = Literal["dev", "debug", "info", "warn", "error", "prod"]
 InjectionMode = Literal["deployment", "webhook"]
@@ -95,7 +94,7 @@ class _Status(BaseModel):
     )
 
 
-# Bounded lengths keep the CRD's CEL cost estimate within the API server's budget.
+# Bounded like every string and map in the CRD, so one object cannot be made arbitrarily large.
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)] | int
 
 
