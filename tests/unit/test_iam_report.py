@@ -10,7 +10,11 @@ import pytest
 from xray_operator.cli.check_iam_cmd import exit_code, render_json, render_table
 from xray_operator.policy import XRAY_ACTIONS, IamReport, IdentityResult
 from xray_operator.reconcile.aws_ec2 import parse_provider_id, split_nodes
-from xray_operator.reconcile.iam import inputs_from_tracingconfig, nodes_for_daemon
+from xray_operator.reconcile.iam import (
+    check_tracingconfig,
+    inputs_from_tracingconfig,
+    nodes_for_daemon,
+)
 
 WHEN = dt.datetime(2026, 11, 27, 23, 0, 5, tzinfo=dt.UTC)
 ARN = "arn:aws:iam::111122223333:role/k8s-nodes"
@@ -188,3 +192,19 @@ def test_inputs_from_tracingconfig() -> None:
     ]
     assert [n["metadata"]["name"] for n in nodes_for_daemon(nodes, inputs.node_selector)] == ["g"]
     assert len(nodes_for_daemon(nodes, {})) == 3
+
+
+class _NoAws:
+    """A boto3.Session stand-in that fails the test if anything asks it for a client."""
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no AWS call may be made when spec.iam.check is false")
+
+
+def test_check_disabled_makes_no_aws_call() -> None:
+    body = {
+        "metadata": {"name": "xray", "namespace": "obs"},
+        "spec": {"region": "us-east-1", "iam": {"check": False}},
+    }
+    nodes = [{"metadata": {"name": "n"}, "spec": {"providerID": "aws:///us-east-1a/i-0a"}}]
+    assert check_tracingconfig(body, nodes, session=_NoAws()) is None  # type: ignore[arg-type]

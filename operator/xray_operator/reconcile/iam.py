@@ -1,10 +1,11 @@
 """IAM preflight: may the identity the X-Ray daemon runs as send traces to the region?
 
-Entry point for the operator and `check-iam`: `check_identities(...) -> IamReport`. It takes
-plain values (not the TracingConfig model) so callers decide where they come from; see
-`inputs_from_tracingconfig` for the usual mapping. It does not raise for AWS errors: they end
-up as identities with allowed "Unknown" and reason "CheckerError" (`report.has_checker_error`
-tells the caller to retry with backoff). It is blocking; run it off the event loop.
+Entry points: `check_tracingconfig(body, nodes)` for the operator (None, and no AWS call,
+when spec.iam.check is false) and underneath it `check_identities(...) -> IamReport`, which
+takes plain values rather than the TracingConfig model (`inputs_from_tracingconfig` maps
+one to the other). Neither raises for AWS errors: those end up as identities with allowed
+"Unknown" and reason "CheckerError" (`report.has_checker_error` tells the caller to retry
+with backoff). Both block; run them off the event loop.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ __all__ = [
     "IdentityResult",
     "RoleChecker",
     "check_identities",
+    "check_tracingconfig",
     "inputs_from_tracingconfig",
     "nodes_for_daemon",
 ]
@@ -350,4 +352,26 @@ def check_identities(
         region=region,
         identities=tuple(identities),
         unchecked_nodes=tuple(unchecked),
+    )
+
+
+def check_tracingconfig(
+    body: Mapping[str, Any],
+    nodes: Sequence[Mapping[str, Any]],
+    *,
+    session: boto3.Session | None = None,
+) -> IamReport | None:
+    """The operator's one-call entry: None (and no AWS call at all) when spec.iam.check is
+    false; otherwise the report for the daemon's identity on the nodes it is scheduled on.
+    Blocking: call it through asyncio.to_thread from a handler."""
+    inputs = inputs_from_tracingconfig(body)
+    if not inputs.check:
+        return None
+    return check_identities(
+        region=inputs.region,
+        irsa_role_arn=inputs.irsa_role_arn,
+        identity_mode=inputs.identity_mode,
+        service_account=inputs.service_account,
+        nodes=nodes_for_daemon(nodes, inputs.node_selector),
+        session=session,
     )
