@@ -68,6 +68,15 @@ def test_json_input_is_accepted(tmp_path: Path) -> None:
     assert "Region: us-west-2" in result.stdout
 
 
+def test_missing_namespace_is_rendered_into_default_with_a_note(tmp_path: Path) -> None:
+    doc = tc({"region": "us-east-1"})
+    del doc["metadata"]["namespace"]
+    result = run("-f", write(tmp_path, doc))
+    assert result.returncode == 0, result.stderr
+    assert {d["metadata"]["namespace"] for d in yaml.safe_load_all(result.stdout)} == {"default"}
+    assert "no metadata.namespace" in result.stderr
+
+
 def test_several_configs_in_one_file(tmp_path: Path) -> None:
     result = run("-f", write(tmp_path, [tc({"region": "us-east-1"}, "a"),
                                         tc({"region": "us-east-1"}, "b")]))

@@ -53,6 +53,11 @@ def render(args: argparse.Namespace) -> int:
     except InputError as err:
         print(f"xray-operator render: {err}", file=sys.stderr)
         return 1
+    for config in configs:
+        if "namespace" not in config.metadata.model_fields_set:
+            # The Service address contains the namespace, so it cannot be left to kubectl -n.
+            print(f"xray-operator render: note: {KIND} {config.name} has no metadata.namespace;"
+                  f" rendering into namespace {config.namespace}", file=sys.stderr)
     objects = [obj for config in configs for obj in desired(config)]
     sys.stdout.write(to_json(objects) if args.output == "json" else to_yaml(objects))
     return 0
