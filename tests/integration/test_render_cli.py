@@ -107,3 +107,48 @@ def test_reapplying_unchanged_output_changes_nothing_and_config_changes_roll(
             != first["spec"]["template"]["metadata"]["annotations"][annotation])
     cfg = get(cluster, "configmap", "xray-daemon", namespace)["data"]["cfg.yaml"]
     assert "TotalBufferSizeMB: 32" in cfg
+
+
+def pod_from_template(text: str, namespace: str) -> dict[str, Any]:
+    ds = next(d for d in yaml.safe_load_all(text) if d["kind"] == "DaemonSet")
+    template = ds["spec"]["template"]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "xray-daemon-probe", "namespace": namespace,
+                         "labels": template["metadata"]["labels"]},
+            "spec": template["spec"]}
+
+
+def apply_all_but_daemonset(cluster: Cluster, text: str) -> None:
+    docs = [d for d in yaml.safe_load_all(text) if d["kind"] != "DaemonSet"]
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def test_daemon_pods_pass_pod_security_restricted(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    cluster.kubectl("label", "namespace", namespace,
+                    "pod-security.kubernetes.io/enforce=restricted")
+    sample = in_namespace(ROOT / "manifests" / "samples" / "tracingconfig.yaml", namespace)
+    text = render(sample, tmp_path)
+    apply_all_but_daemonset(cluster, text)
+    pod = pod_from_template(text, namespace)
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod),
+                             check=False)
+    assert result.returncode == 0, result.stderr
+    assert "would violate" not in result.stderr
+
+    # And the DaemonSet controller really gets its pods admitted on every node.
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=text)
+    wait_for(lambda: get(cluster, "daemonset", "xray-daemon", namespace).get("status", {})
+             .get("currentNumberScheduled") == NODE_COUNT,
+             timeout=90, what=f"{NODE_COUNT} daemon pods admitted under restricted")
+
+    # hostPort (for addressMode hostIP) is what restricted forbids, as the CRD says.
+    host = in_namespace(ROOT / "manifests" / "samples" / "tracingconfig-irsa-hostip.yaml",
+                        namespace)
+    host_text = render(host, tmp_path)
+    apply_all_but_daemonset(cluster, host_text)
+    refused = cluster.kubectl("apply", "--dry-run=server", "-f", "-", check=False,
+                              input=json.dumps(pod_from_template(host_text, namespace)))
+    assert refused.returncode != 0
+    assert "hostPort" in refused.stderr
