@@ -27,8 +27,8 @@ from xray_operator.constants import (
 from xray_operator.reconcile.injection import (
     InjectionResult,
     injected_counts,
-    load_targets,
     reconcile_all,
+    targets_from_configs,
 )
 from xray_operator.reconcile.kube import Kube
 from xray_operator.render.injection import Target
@@ -136,7 +136,7 @@ def get(kube: Kube, obj: Obj) -> Obj:
 
 def targets_in(kube: Kube, namespace: str) -> list[Target]:
     # Other tests may run default configs elsewhere; only this namespace's count here.
-    return load_targets(kube, kube.list(API_VERSION, KIND, namespace))
+    return targets_from_configs(kube.list(API_VERSION, KIND, namespace))
 
 
 def reconcile(kube: Kube, namespace: str) -> dict[str, InjectionResult]:

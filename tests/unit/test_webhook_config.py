@@ -47,3 +47,12 @@ def test_long_timeouts_are_refused(seconds: int) -> None:
     with pytest.raises(ValueError, match="timeoutSeconds"):
         mutating_webhook_configuration(CA, operator_namespace="x", url="https://h",
                                        timeout_seconds=seconds)
+
+
+def test_an_operator_watching_some_namespaces_only_gets_their_pods() -> None:
+    config = mutating_webhook_configuration(CA, operator_namespace="xray-system",
+                                            url="https://h", namespaces=["shop", "api"])
+    kubernetes_validate.validate(config, "1.30", strict=True)
+    expressions = config["webhooks"][0]["namespaceSelector"]["matchExpressions"]
+    assert {"key": "kubernetes.io/metadata.name", "operator": "In",
+            "values": ["api", "shop"]} in expressions

@@ -56,17 +56,19 @@ class InjectionResult:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
-def load_targets(kube: Kube, configs: Iterable[Obj] | None = None) -> list[Target]:
+def load_targets(kube: Kube) -> list[Target]:
+    return targets_from_configs(kube.list(API_VERSION, KIND))
+
+
+def targets_from_configs(configs: Iterable[Mapping[str, Any]]) -> list[Target]:
     """Targets of every TracingConfig that is not being deleted (deleting one removes its
     injection). Objects that do not parse are skipped: their own reconcile reports them."""
-    if configs is None:
-        configs = kube.list(API_VERSION, KIND)
     targets = []
     for obj in configs:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             continue
         try:
-            config = TracingConfig.from_object(obj)
+            config = TracingConfig.from_object(dict(obj))
         except (ValidationError, ValueError):
             continue
         targets.append(target_for(config, address_for(config)))

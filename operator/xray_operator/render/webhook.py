@@ -20,6 +20,7 @@ What the API server can and cannot filter for us:
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 from xray_operator.constants import (
@@ -30,6 +31,12 @@ from xray_operator.constants import (
 )
 
 CONFIGURATION_NAME = "xray-operator-injection"
+
+
+def configuration_name(operator_namespace: str) -> str:
+    """Cluster-scoped, so named after the operator's namespace: two installs do not collide."""
+    return f"{CONFIGURATION_NAME}-{operator_namespace}"
+
 WEBHOOK_NAME = "pods.inject.xray-operator.dev"
 # kopf serves each handler under /<handler id>; handlers/webhook.py registers this id.
 WEBHOOK_ID = "inject-pods"
@@ -80,11 +87,17 @@ def mutating_webhook_configuration(
     url: str | None = None,
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
     name: str = CONFIGURATION_NAME,
+    namespaces: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """`namespaces`: when the operator watches only some namespaces, only their Pods are sent."""
     if not 1 <= timeout_seconds <= 5:
         # Every Pod creation waits this long when the operator hangs; keep it short.
         raise ValueError(f"timeoutSeconds {timeout_seconds} is out of 1..5")
     excluded = sorted({"kube-system", operator_namespace})
+    selector = [{"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded}]
+    if namespaces:
+        selector.append({"key": NAMESPACE_NAME_LABEL, "operator": "In",
+                         "values": sorted(set(namespaces))})
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
@@ -108,9 +121,7 @@ def mutating_webhook_configuration(
             "timeoutSeconds": timeout_seconds,
             # A second call would find injected-by and change nothing, so it is not asked for.
             "reinvocationPolicy": "Never",
-            "namespaceSelector": {"matchExpressions": [
-                {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded},
-            ]},
+            "namespaceSelector": {"matchExpressions": selector},
             "objectSelector": {"matchExpressions": [
                 {"key": MANAGED_BY_LABEL, "operator": "NotIn", "values": [MANAGED_BY_VALUE]},
             ]},
