@@ -1,6 +1,10 @@
-"""Webhook mode end to end on the real API server: it calls the operator's webhook over TLS
-(our own CA), Pods get the address at admission, their Deployment stays untouched, and with the
-operator stopped Pods are still created (failurePolicy Ignore)."""
+"""The injection handlers run by kopf, as the operator runs them, against the real API server.
+
+Webhook mode: the API server calls the operator's webhook over TLS (our own CA), Pods get the
+address at admission, their Deployment stays untouched, and with the operator stopped Pods are
+still created (failurePolicy Ignore). Deployment mode: the operator injects annotated workloads
+with one write each and follows opt-in changes and TracingConfig deletion.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_injection_deployment import Audit  # the audit-log write counter
 
 from xray_dev.cluster import Cluster
 from xray_dev.fixtures_cluster import wait_for
@@ -176,3 +182,68 @@ def test_pods_get_the_address_at_admission_and_creation_survives_an_outage(
         "spec": {"containers": [{"name": "app", "image": PAUSE}]}})
     assert during_outage["metadata"]["name"] == "during-outage"
     assert ADDR not in env(during_outage)
+
+
+def test_operator_injects_annotated_workloads_once_and_follows_opt_in_changes(
+    kube: Kube, cluster: Cluster, namespace: str, operator: Operator, crd: Any
+) -> None:
+    audit = Audit(cluster, kube)
+    kube.request("POST", f"/apis/{API_VERSION}/namespaces/{namespace}/tracingconfigs", body={
+        "apiVersion": API_VERSION, "kind": KIND,
+        "metadata": {"name": "patching", "namespace": namespace},
+        "spec": {"region": "us-east-1", "default": True},
+    })
+    expected = f"patching-daemon.{namespace}.svc.cluster.local:2000"
+    before = kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                          body=annotated(deployment(namespace, "before", replicas=0)))
+    plain_one = kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                             body=deployment(namespace, "plain", replicas=0))
+    operator.start()
+
+    def address_of(name: str) -> str | None:
+        live = kube.get("apps/v1", "Deployment", namespace, name)
+        assert live is not None
+        return env({"spec": live["spec"]["template"]["spec"]}).get(ADDR)
+
+    wait_for(lambda: address_of("before") == expected, timeout=60,
+             what="the operator injecting a Deployment that existed before it started")
+    after = kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                         body=annotated(deployment(namespace, "after", replicas=0)))
+    wait_for(lambda: address_of("after") == expected, timeout=30,
+             what="the operator injecting a new Deployment")
+
+    # One write each, then silence; the unannotated one is never written.
+    wait_for(lambda: "Injected" in reasons(kube, namespace, "after"), timeout=10,
+             what="the Injected event")
+    assert audit.writes(namespace) == Counter({"before": 1, "after": 1})
+    for obj in (before, after):
+        live = kube.get("apps/v1", "Deployment", namespace, obj["metadata"]["name"])
+        assert live is not None
+        assert live["metadata"]["generation"] == obj["metadata"]["generation"] + 1
+    assert address_of("plain") is None
+    assert plain_one["metadata"]["name"] == "plain"
+
+    # The whole namespace opts in: the unannotated Deployment follows, without a restart.
+    kube.merge_patch("v1", "Namespace", None, namespace, {"metadata": {"annotations": {
+        INJECT_ANNOTATION: "true"}}})
+    wait_for(lambda: address_of("plain") == expected, timeout=30,
+             what="namespace-level opt-in applied")
+
+    # Deleting the TracingConfig takes everything it injected away again.
+    kube.delete(API_VERSION, KIND, namespace, "patching")
+    wait_for(lambda: all(address_of(n) is None for n in ("before", "after", "plain")),
+             timeout=60, what="injection removed after the TracingConfig was deleted")
+    restored = kube.get("apps/v1", "Deployment", namespace, "before")
+    assert restored is not None
+    assert restored["spec"]["template"] == before["spec"]["template"]
+
+
+def annotated(obj: Obj, value: str = "true") -> Obj:
+    obj["metadata"]["annotations"] = {INJECT_ANNOTATION: value}
+    return obj
+
+
+def reasons(kube: Kube, namespace: str, name: str) -> list[str]:
+    items = kube.request("GET", f"/api/v1/namespaces/{namespace}/events",
+                         query={"fieldSelector": f"involvedObject.name={name}"})["items"]
+    return [e["reason"] for e in items]
