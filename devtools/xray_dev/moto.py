@@ -234,3 +234,58 @@ def node(name: str, instance_id: str | None, zone: str = "us-east-1a") -> dict[s
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
         "spec": spec,
     }
+
+
+def seed_node_group(
+    role: str = "k8s-nodes",
+    zones: Sequence[str] = ("us-east-1a", "us-east-1b", "us-east-1c"),
+    *,
+    managed: Sequence[str] = (XRAY_DAEMON_POLICY_ARN,),
+) -> list[tuple[str, str]]:
+    """A node role and one instance per zone; (instance id, zone) pairs for Node providerIDs.
+
+    boto3 must already point at the server (AWS_ENDPOINT_URL etc., see MotoServer.env)."""
+    import boto3  # devtools-only import; keeps `import xray_dev.moto` cheap
+
+    iam = boto3.client("iam", region_name=REGION)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    create_role(iam, role, managed=managed)
+    return [(launch_instance(ec2, iam, role, zone), zone) for zone in zones]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m xray_dev.moto [--seed]`: run a moto server in the foreground (for the demo).
+
+    Prints one JSON line: the environment to export and, with --seed, the instances of a node
+    group whose role has AWSXRayDaemonWriteAccess (create Nodes with
+    providerID aws:///<zone>/<id> for them). Stops on Ctrl-C / SIGTERM."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m xray_dev.moto")
+    parser.add_argument("--seed", action="store_true", help="create a node role and 3 instances")
+    args = parser.parse_args(argv)
+    server = MotoServer.start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        os.environ.update(server.env())
+        instances = seed_node_group() if args.seed else []
+        print(
+            json.dumps(
+                {
+                    "env": server.env(),
+                    "instances": [{"id": i, "zone": z} for i, z in instances],
+                }
+            ),
+            flush=True,
+        )
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -388,3 +388,14 @@ def test_no_credentials_is_a_checker_error(
     assert identity["allowed"] == "Unknown"
     assert "no AWS credentials" in identity["message"]
     assert report.has_checker_error
+
+
+def test_permissions_boundary_caps_an_admin_role(iam: Any, ec2: Any) -> None:
+    s3_only = create_managed_policy(
+        iam, "s3-only", policy({"Effect": "Allow", "Action": "s3:*", "Resource": "*"})
+    )
+    report = one_node_with(iam, ec2, "bounded", managed=[ADMIN_POLICY_ARN], boundary=s3_only)
+    identity = only(report)
+    assert identity["allowed"] == "False"
+    assert identity["missingActions"] == list(XRAY_ACTIONS)
+    assert identity["overPrivileged"] is True  # the attached policy is still `*` on `*`

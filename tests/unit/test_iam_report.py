@@ -12,6 +12,7 @@ from xray_operator.policy import XRAY_ACTIONS, IamReport, IdentityResult
 from xray_operator.reconcile.aws_ec2 import parse_provider_id, split_nodes
 from xray_operator.reconcile.iam import (
     check_tracingconfig,
+    checker_retry_delay,
     inputs_from_tracingconfig,
     nodes_for_daemon,
 )
@@ -208,3 +209,10 @@ def test_check_disabled_makes_no_aws_call() -> None:
     }
     nodes = [{"metadata": {"name": "n"}, "spec": {"providerID": "aws:///us-east-1a/i-0a"}}]
     assert check_tracingconfig(body, nodes, session=_NoAws()) is None  # type: ignore[arg-type]
+
+
+def test_checker_retry_backs_off_and_is_capped() -> None:
+    delays = [checker_retry_delay(n) for n in range(8)]
+    assert delays[:3] == [30.0, 60.0, 120.0]
+    assert delays == sorted(delays)
+    assert max(delays) == 900.0

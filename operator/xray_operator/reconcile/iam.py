@@ -66,6 +66,7 @@ __all__ = [
     "RoleChecker",
     "check_identities",
     "check_tracingconfig",
+    "checker_retry_delay",
     "inputs_from_tracingconfig",
     "nodes_for_daemon",
 ]
@@ -375,3 +376,11 @@ def check_tracingconfig(
         nodes=nodes_for_daemon(nodes, inputs.node_selector),
         session=session,
     )
+
+
+def checker_retry_delay(attempt: int, *, base: float = 30.0, cap: float = 900.0) -> float:
+    """Seconds to wait before re-running a check that hit a checker error (attempt 0, 1, ...).
+
+    botocore already retried the single calls; this is the slower, operator-level backoff
+    (kopf.TemporaryError(delay=...)), capped so a fixed permission is noticed soon."""
+    return float(min(cap, base * 2 ** max(0, attempt)))
