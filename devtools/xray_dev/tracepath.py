@@ -21,8 +21,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -388,7 +388,7 @@ def start_service(service: str, env: Mapping[str, str], port: int, log_dir: Path
     return proc
 
 
-# --- the whole path ----------------------------------------------------------------------
+# --- requests and traces -------------------------------------------------------------------
 
 
 def get_json(url: str, timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
@@ -433,3 +433,125 @@ def fetch_traces(xray: Any, trace_ids: list[str], *, since: float, timeout: floa
         if done or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
+
+
+def sleep_into_next_second() -> None:
+    """With no sampling rules from the X-Ray API (moto has none), the SDK samples with its
+    local default rule: the first request of every second, then 5%. Sending each request
+    just after a second starts gets every one traced."""
+    time.sleep(1.05 - (time.time() % 1.0))
+
+
+def subsegments(doc: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every subsegment of a segment document, depth first."""
+    for sub in doc.get("subsegments") or []:
+        yield sub
+        yield from subsegments(sub)
+
+
+def describe_trace(segments: list[dict[str, Any]]) -> list[str]:
+    """A trace as indented lines, parents before children, with durations: what the X-Ray
+    console's timeline shows, for printing (make demo)."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for segment in segments:
+        nodes[segment["id"]] = segment
+        for sub in subsegments(segment):
+            nodes[sub["id"]] = sub
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for node in nodes.values():
+        parent = node.get("parent_id")
+        children.setdefault(parent if parent in nodes else None, []).append(node)
+    lines: list[str] = []
+
+    def walk(node: dict[str, Any], depth: int) -> None:
+        took = (node.get("end_time", node["start_time"]) - node["start_time"]) * 1000
+        kind = "subsegment" if node.get("type") == "subsegment" else "segment"
+        notes = "".join(f" {k}={v}" for k, v in (node.get("annotations") or {}).items())
+        request = (node.get("http") or {}).get("request") or {}
+        if request.get("url"):
+            notes = f" {request.get('method', '')} {request['url']}{notes}"
+        lines.append(f"{'  ' * depth}{node['name']} ({kind}, {took:.0f} ms){notes}")
+        for child in sorted(children.get(node["id"], []), key=lambda n: n["start_time"]):
+            walk(child, depth + 1)
+
+    for root in sorted(children.get(None, []), key=lambda n: n["start_time"]):
+        walk(root, 0)
+    return lines
+
+
+# --- the whole path ------------------------------------------------------------------------
+
+
+@dataclass
+class LocalTracePath:
+    """The daemon and both sample apps running locally, as the operator configured them."""
+
+    rendered_config: dict[str, Any]  # cfg.yaml as the operator rendered it
+    config: dict[str, Any]  # ... with LOCAL_SUBSTITUTIONS applied
+    pod_args: list[str]  # the daemon container's command line (entrypoint + rendered args)
+    injected_env: dict[str, dict[str, str]]  # service -> env of its Deployment
+    env: dict[str, dict[str, str]]  # service -> env it runs with here
+    daemon: Daemon
+    services: dict[str, Proc]
+    ports: dict[str, int]
+
+    def url(self, service: str, path: str = "/") -> str:
+        return f"http://{LOOPBACK}:{self.ports[service]}{path}"
+
+    def procs(self) -> list[Proc]:
+        return [self.daemon.proc, *self.services.values()]
+
+    def logs(self, chars: int = 4000) -> str:
+        return "\n".join(f"--- {p.name} (pid {p.pid}) ---\n{p.output()[-chars:]}"
+                         for p in self.procs())
+
+    def request(self) -> tuple[str, dict[str, Any]]:
+        """GET / on service-a (which calls service-b) at the start of a second, so the SDK's
+        local sampling traces it; returns the trace id and the answer."""
+        sleep_into_next_second()
+        status, headers, body = get_json(self.url("service-a"))
+        if status != 200:
+            raise RuntimeError(f"service-a answered {status}: {body}")
+        root = trace_root(headers.get("X-Amzn-Trace-Id", ""))
+        if not root:
+            raise RuntimeError(f"service-a answered without a trace id: {headers}")
+        return root, body
+
+
+def service_urls(ports: Mapping[str, int]) -> dict[str, str]:
+    """In-cluster service URLs the sample apps use, mapped to the local processes."""
+    return {"SERVICE_B_URL": f"http://{LOOPBACK}:{ports['service-b']}"}
+
+
+@contextmanager
+def local_trace_path(output: OperatorOutput, binary: Path, endpoint: XRayEndpoint,
+                     work_dir: Path, progress: Progress = _no_progress
+                     ) -> Iterator[LocalTracePath]:
+    """Start the daemon (with the operator's cfg.yaml and command line, made local) and both
+    sample apps (with the environment the operator injected, the daemon address and service
+    URLs made local); stop them all on the way out."""
+    rendered = yaml.safe_load(output.daemon_configmap["data"]["cfg.yaml"])
+    port = free_port()
+    config = localize_daemon_config(rendered, endpoint=endpoint.endpoint_url, port=port)
+    args = container_args(output.daemonset)
+    procs: list[Proc] = []
+    try:
+        progress(f"X-Ray daemon on {LOOPBACK}:{port} -> {endpoint.endpoint_url}")
+        daemon = start_daemon(binary, config, work_dir, args=args)
+        procs.append(daemon.proc)
+        ports = {service: free_port() for service in SAMPLE_SERVICES}
+        urls = service_urls(ports)
+        injected = {s: container_env(output.deployments[s]) for s in SAMPLE_SERVICES}
+        env: dict[str, dict[str, str]] = {}
+        services: dict[str, Proc] = {}
+        for service in reversed(SAMPLE_SERVICES):  # service-b first: service-a calls it
+            env[service] = {**injected[service], DAEMON_ADDRESS_ENV: daemon.address}
+            env[service].update({k: v for k, v in urls.items() if k in injected[service]})
+            progress(f"{service} on {LOOPBACK}:{ports[service]} "
+                     f"({DAEMON_ADDRESS_ENV}={daemon.address})")
+            services[service] = start_service(service, env[service], ports[service], work_dir)
+            procs.append(services[service])
+        yield LocalTracePath(rendered, config, args, injected, env, daemon, services, ports)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
