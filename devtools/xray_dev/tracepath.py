@@ -469,7 +469,7 @@ def describe_trace(segments: list[dict[str, Any]]) -> list[str]:
         notes = "".join(f" {k}={v}" for k, v in (node.get("annotations") or {}).items())
         request = (node.get("http") or {}).get("request") or {}
         if request.get("url"):
-            notes = f" {request.get('method', '')} {request['url']}{notes}"
+            notes = f" {str(request.get('method', '')).upper()} {request['url']}{notes}"
         lines.append(f"{'  ' * depth}{node['name']} ({kind}, {took:.0f} ms){notes}")
         for child in sorted(children.get(node["id"], []), key=lambda n: n["start_time"]):
             walk(child, depth + 1)
