@@ -124,12 +124,19 @@ build() {
   dir="$(wrapper_module)"
   pkg="$(main_package "${dir}")"
   log "xray ${XRAY_DAEMON_VERSION}: building ${pkg} (about a minute on a cold cache, longer on a busy machine)"
-  (cd "${dir}" && go build -mod=mod -trimpath -ldflags "-s -w" -o "${OUT}.tmp" "${pkg}")
-  mv "${OUT}.tmp" "${OUT}"
+  (cd "${dir}" && go build -mod=mod -trimpath -ldflags "-s -w" -o "${OUT}.tmp.$$" "${pkg}")
+  mv "${OUT}.tmp.$$" "${OUT}"
   log "xray ${XRAY_DAEMON_VERSION}: built in $((SECONDS - start)) s -> ${OUT}"
   ln -sf "${OUT}" "${BIN_DIR}/xray"
 }
 
 log "(1/1) xray ${XRAY_DAEMON_MODULE}@${XRAY_DAEMON_VERSION}"
-have || build
+if ! have; then
+  # Two test sessions (or clones) may get here at once; one builds, the other then finds it.
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"${USER_CACHE}/.xray-daemon.lock"
+    flock 9
+  fi
+  have || build
+fi
 log "$("${BIN_DIR}/xray" --version 2>&1 | head -1) ready at ${BIN_DIR}/xray"
