@@ -35,7 +35,8 @@ from xray_dev import pki
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = ROOT / ".cache" / "bin"
-STATE_DIR = ROOT / ".cache" / "cluster"
+# XRAY_DEV_CLUSTER_DIR lets several clusters run side by side (each on its own free ports).
+STATE_DIR = Path(os.environ.get("XRAY_DEV_CLUSTER_DIR", str(ROOT / ".cache" / "cluster")))
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"

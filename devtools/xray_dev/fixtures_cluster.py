@@ -94,3 +94,14 @@ def crd(cluster: local_cluster.Cluster) -> Path:
         what="the tc short name in discovery",
     )
     return CRD_FILE
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: local_cluster.Cluster) -> Iterator[Any]:
+    """The operator as a process, authenticated as its own ServiceAccount from
+    manifests/install.yaml (so a missing RBAC rule fails the tests). Tests may kill and restart
+    it (`operator.kill()`, `operator.start()`)."""
+    from xray_dev.operator_proc import running_operator
+
+    with running_operator(cluster) as op:
+        yield op

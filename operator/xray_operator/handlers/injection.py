@@ -103,9 +103,9 @@ async def workload_event(
         return
     namespace = body["metadata"]["namespace"]
     ns_annotations = namespace_annotations_from(kwargs["injection_namespaces"], namespace)
-    workload = plain(body)
-    if not _maybe_ours(workload, ns_annotations):
+    if not _maybe_ours(body, ns_annotations):
         return
+    workload = plain(body)
     targets = targets_from(kwargs["injection_targets"])
     result = await asyncio.to_thread(
         reconcile_workload, runtime.kube(), workload, ns_annotations, targets)

@@ -1,4 +1,8 @@
-"""TracingConfig handlers: reconcile on create, update and operator start; a slow safety timer."""
+"""TracingConfig handlers: reconcile on create, update and operator start.
+
+Drift on the children is caught by watching them (handlers/children.py), not by a timer: kopf
+puts a finalizer on every object that has a timer, and a finalizer would keep a TracingConfig
+(and its namespace) from being deleted while the operator is down."""
 
 from __future__ import annotations
 
@@ -10,10 +14,7 @@ import kopf
 from xray_operator.constants import GROUP, PLURAL, VERSION
 from xray_operator.handlers.common import configs_from, index_from, plain, post
 from xray_operator.reconcile import runtime
-from xray_operator.reconcile.tracingconfig import reconcile
-from xray_operator.settings import Settings
-
-SETTINGS = Settings()
+from xray_operator.reconcile.tracingconfig import reconcile, refresh_default_conflict
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -37,17 +38,6 @@ async def reconcile_config(body: kopf.Body, **kwargs: Any) -> None:
     await _reconcile(plain(body), index_from(kwargs))
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    PLURAL,
-    interval=SETTINGS.drift_check_seconds,
-    initial_delay=SETTINGS.drift_check_seconds,
-)
-async def drift_safety_net(body: kopf.Body, **kwargs: Any) -> None:
-    await _reconcile(plain(body), index_from(kwargs))
-
-
 async def _reconcile(body: dict[str, Any], index: kopf.Index[Any, Any]) -> None:
     meta = body["metadata"]
     async with runtime.lock_for(meta["namespace"], meta["name"]):
@@ -55,5 +45,33 @@ async def _reconcile(body: dict[str, Any], index: kopf.Index[Any, Any]) -> None:
             reconcile, runtime.kube(), body, configs=configs_from(index)
         )
     post(body, outcome.events)
+    await _refresh_other_defaults(body, index)
     if outcome.invalid:
         raise kopf.PermanentError(outcome.invalid)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def config_deleted(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
+    # on.event, not on.delete: a delete handler would need a finalizer on every config.
+    if event.get("type") == "DELETED":
+        await _refresh_other_defaults(plain(body), index_from(kwargs), deleted=True)
+
+
+async def _refresh_other_defaults(
+    changed: dict[str, Any], index: kopf.Index[Any, Any], *, deleted: bool = False
+) -> None:
+    """One config's `default` changing (or the config going away) can settle or start a clash
+    for the others."""
+    me = (changed["metadata"]["namespace"], changed["metadata"]["name"])
+    configs = configs_from(index)
+    if deleted:
+        configs = [c for c in configs if (c["metadata"]["namespace"], c["metadata"]["name"]) != me]
+    for other in configs:
+        key = (other["metadata"]["namespace"], other["metadata"]["name"])
+        if key == me or not (other.get("spec") or {}).get("default"):
+            continue
+        async with runtime.lock_for(*key):
+            outcome = await asyncio.to_thread(
+                refresh_default_conflict, runtime.kube(), other, configs
+            )
+        post(other, outcome.events)

@@ -83,13 +83,50 @@ def invalid_message(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def default_conditions(tc: Obj, clash: str | None) -> list[Cond]:
+    """InjectionHealthy for the default rule: False while clashing; back to True once resolved
+    (the injection flow refines it afterwards)."""
+    if clash:
+        return [Cond("InjectionHealthy", "False", "ConflictingDefault", clash)]
+    for cond in (tc.get("status") or {}).get("conditions", []):
+        if cond.get("type") == "InjectionHealthy" and cond.get("reason") == "ConflictingDefault":
+            return [
+                Cond(
+                    "InjectionHealthy",
+                    "True",
+                    "DefaultResolved",
+                    "no other TracingConfig claims default: true",
+                )
+            ]
+    return []
+
+
+def refresh_default_conflict(kube: Kube, tc: Obj, configs: list[Obj]) -> Outcome:
+    """Re-evaluate the default: true rule for `tc` after another config changed or went away."""
+    outcome = Outcome()
+    meta = tc["metadata"]
+    clash = default_conflict(tc, configs)
+    status = update_status(
+        kube,
+        meta["namespace"],
+        meta["name"],
+        lambda fresh: StatusChange(conditions=default_conditions(fresh, clash)),
+    )
+    outcome.status_written = status.written
+    for cond in status.transitions:
+        kind = "Normal" if cond.status == "True" else "Warning"
+        outcome.events.append(Event(kind, cond.reason, f"{cond.type}: {cond.message}"))
+    return outcome
+
+
 def daemon_status(
     tc: Obj, model: TracingConfig, ds: Obj | None, conflicts: list[str], default_clash: str | None
 ) -> StatusChange:
     conflict = "; ".join(conflicts) if conflicts else None
-    conditions = [daemonset_condition(ds, conflict=conflict)]
-    if default_clash:
-        conditions.append(Cond("InjectionHealthy", "False", "ConflictingDefault", default_clash))
+    conditions = [
+        daemonset_condition(ds, conflict=conflict),
+        *default_conditions(tc, default_clash),
+    ]
     fields: Obj = {
         "observedGeneration": tc["metadata"].get("generation"),
         "daemonAddress": render.address_for(model),
