@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,35 +103,79 @@ def reconcile_workload(
     plan = plan_workload(workload, namespace_annotations, targets)
     error = None
     wrote = False
-    if plan.needs_write:
-        try:
-            # force=False: if another manager (a GitOps tool that copied the live object) owns
-            # an entry with a different value, taking it over would start a tug of war.
-            kube.apply(plan.body, field_manager=INJECTION_FIELD_MANAGER, force=False)
-            wrote = True
-        except KubeError as err:
-            if not err.conflict:
-                raise
-            error = f"not injected: another field manager owns a conflicting value ({err.message})"
+    metadata = workload.get("metadata") or {}
+    key = (workload.get("kind", ""), metadata.get("namespace", ""), metadata.get("name", ""))
+    with _lock_for(key):
+        if plan.needs_write and _written.get(key) == plan.body:
+            # We sent this very body already: the object we hold is probably older than our
+            # write (watch events queue up, a full pass lists while events arrive). A read is
+            # cheaper than a repeated write; plan again from what the server has now.
+            fresh = kube.get(workload.get("apiVersion", "apps/v1"), key[0], key[1], key[2])
+            if fresh is None:
+                return _result(workload, plan, False, None)
+            workload = fresh
+            plan = plan_workload(workload, namespace_annotations, targets)
+        wrote, error = _write(kube, plan)
+        if wrote:
+            _written[key] = plan.body
     result = _result(workload, plan, wrote, error)
     if events and (wrote or error):
         _report(kube, workload, plan, result)
     return result
 
 
+# Per workload: a lock, and the body of the last write.
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+_written: dict[tuple[str, str, str], Obj] = {}
+
+
+def _lock_for(key: tuple[str, str, str]) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def _write(kube: Kube, plan: WorkloadPlan) -> tuple[bool, str | None]:
+    if not plan.needs_write:
+        return False, None
+    try:
+        # force=False: if another manager (a GitOps tool that copied the live object) owns
+        # an entry with a different value, taking it over would start a tug of war.
+        kube.apply(plan.body, field_manager=INJECTION_FIELD_MANAGER, force=False)
+    except KubeError as err:
+        if not err.conflict:
+            raise
+        return False, (f"not injected: another field manager owns a conflicting value "
+                       f"({err.message})")
+    return True, None
+
+
 def reconcile_all(
-    kube: Kube, targets: Sequence[Target] | None = None, namespace: str | None = None
+    kube: Kube,
+    targets: Sequence[Target] | None = None,
+    namespace: str | None = None,
+    *,
+    workers: int = 4,
 ) -> list[InjectionResult]:
-    """Every Deployment, StatefulSet and DaemonSet (in `namespace`, or cluster-wide)."""
+    """Every Deployment, StatefulSet and DaemonSet (in `namespace`, or cluster-wide).
+
+    Workloads are independent, so a few are done at once: most of a write's time is spent in
+    the API server's pipeline, and a TracingConfig change can touch every workload.
+    """
     if targets is None:
         targets = load_targets(kube)
     annotations = namespace_annotations(kube)
-    return [
-        reconcile_workload(
+
+    def one(workload: Obj) -> InjectionResult:
+        return reconcile_workload(
             kube, workload, annotations.get(workload["metadata"]["namespace"]), targets
         )
-        for workload in list_workloads(kube, namespace)
-    ]
+
+    workloads = list_workloads(kube, namespace)
+    if workers <= 1 or len(workloads) <= 1:
+        return [one(w) for w in workloads]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inject") as pool:
+        return list(pool.map(one, workloads))
 
 
 def injected_counts(results: Iterable[InjectionResult]) -> Counter[str]:
