@@ -48,7 +48,7 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 Progress = Callable[[str], None]
 
 
-def _no_progress(_line: str) -> None:
+def no_progress(_line: str) -> None:
     return None
 
 
@@ -145,7 +145,7 @@ def wait_for_tcp(proc: Proc, port: int, timeout: float = 30.0) -> None:
 # --- the daemon binary -------------------------------------------------------------------
 
 
-def ensure_daemon(progress: Progress = _no_progress) -> Path:
+def ensure_daemon(progress: Progress = no_progress) -> Path:
     """Build (or find) the pinned daemon with scripts/xray-daemon.sh; return .cache/bin/xray.
 
     The script prints one line per step; each goes to `progress` as it comes, so a first
@@ -525,7 +525,7 @@ def service_urls(ports: Mapping[str, int]) -> dict[str, str]:
 
 @contextmanager
 def local_trace_path(output: OperatorOutput, binary: Path, endpoint: XRayEndpoint,
-                     work_dir: Path, progress: Progress = _no_progress
+                     work_dir: Path, progress: Progress = no_progress
                      ) -> Iterator[LocalTracePath]:
     """Start the daemon (with the operator's cfg.yaml and command line, made local) and both
     sample apps (with the environment the operator injected, the daemon address and service
