@@ -134,3 +134,10 @@ def from_cluster(cluster: Cluster, tracing_config: Path = SAMPLE_TRACING_CONFIG,
         address = tracepath.container_env(deployments[service])[DAEMON_ADDRESS_ENV]
         progress(f"operator injected {DAEMON_ADDRESS_ENV}={address} into {service}")
     return OperatorOutput("api-server", obj, configmap, daemonset, deployments)
+
+
+def remove_samples(cluster: Cluster, namespace: str = SAMPLE_NAMESPACE) -> None:
+    """Delete the sample apps' namespace (the sample TracingConfig stays: other tests and the
+    demo apply the same one)."""
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found",
+                    check=False)

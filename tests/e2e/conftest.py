@@ -27,10 +27,12 @@ def operator_output() -> OperatorOutput:
     `render.desired()` and `render.injection.plan_workload()` for the sample TracingConfig
     manifests/samples/tracingconfig.yaml and the sample apps).
 
-    To switch, once the operator injects into Deployments: take
-    `request: pytest.FixtureRequest` and replace the body with
+    To switch: take `request: pytest.FixtureRequest`, make the fixture a generator and
+    replace the body with
+        cluster = request.getfixturevalue("cluster")
         request.getfixturevalue("operator")  # running, as its own ServiceAccount
-        return produced.from_cluster(request.getfixturevalue("cluster"))
+        yield produced.from_cluster(cluster)
+        produced.remove_samples(cluster)
     which applies the samples and reads back the ConfigMap and DaemonSet `<tc-name>-daemon`
     and the injected Deployments. Nothing else in tests/e2e needs to change.
     """
