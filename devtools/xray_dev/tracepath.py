@@ -555,3 +555,27 @@ def local_trace_path(output: OperatorOutput, binary: Path, endpoint: XRayEndpoin
     finally:
         for proc in reversed(procs):
             proc.stop()
+
+
+def show_traces(output: OperatorOutput, endpoint: XRayEndpoint, work_dir: Path, *,
+                requests: int = 3, progress: Progress = no_progress) -> dict[str, list[str]]:
+    """The whole local trace path in one call, for `make demo`: build or find the daemon, run
+    it and both sample apps as the operator configured them, send `requests` requests to
+    service-a, and return each trace as read back from the X-Ray API (describe_trace lines).
+    Raises if a trace does not arrive with segments of both services."""
+    binary = ensure_daemon(progress)
+    with local_trace_path(output, binary, endpoint, work_dir, progress) as path:
+        since = time.time()
+        roots = []
+        for i in range(requests):
+            root, body = path.request()
+            roots.append(root)
+            progress(f"request {i + 1}/{requests}: trace {root}, service-b slept "
+                     f"{body['downstream']['delay_ms']} ms")
+        progress("reading the traces back through GetTraceSummaries and BatchGetTraces")
+        traces = fetch_traces(endpoint.xray(), roots, since=since, timeout=60,
+                              until=lambda found: all(len(found.get(r, [])) >= 2 for r in roots))
+        missing = [r for r in roots if len(traces.get(r, [])) < 2]
+        if missing:
+            raise RuntimeError(f"traces without both segments: {missing}\n{path.logs()}")
+        return {root: describe_trace(traces[root]) for root in roots}
