@@ -25,6 +25,7 @@ from xray_operator.policy import (
     judge_role,
     make_context,
     over_privileged,
+    parse_document,
     trust_admits,
 )
 from xray_operator.policy.report import (
@@ -153,7 +154,9 @@ class RoleChecker:
 
     def check_role(
         self, kind: IdentityKind, role_arn: str, nodes: Sequence[str]
-    ) -> tuple[IdentityResult, RolePolicies | None]:
+    ) -> tuple[IdentityResult, dict[str, Any] | None]:
+        """The verdict on one role, and the role as IAM returned it (None if unreadable)."""
+        role: dict[str, Any] | None = None
         try:
             try:
                 role = get_role(self.iam, role_arn)
@@ -199,16 +202,17 @@ class RoleChecker:
                 over_privileged_by=broad,
                 source=source,
             )
-            return replace(result, message=result.message + note), policies
+            return replace(result, message=result.message + note), role
         except CheckerError as exc:
-            return _unknown(kind, role_arn, nodes, exc), None
+            return _unknown(kind, role_arn, nodes, exc), role
 
     def check_irsa(self, role_arn: str, service_account: tuple[str, str]) -> IdentityResult:
-        result, policies = self.check_role("irsa", role_arn, ())
-        if policies is None:
-            return result
+        result, role = self.check_role("irsa", role_arn, ())
+        if role is None:
+            return result  # role missing or unreadable: already said so
         namespace, name = service_account
-        trust = trust_admits(policies.trust, namespace, name)
+        trust_document = role.get("AssumeRolePolicyDocument") or {"Statement": []}
+        trust = trust_admits(parse_document(trust_document), namespace, name)
         if trust.admits is True:
             try:
                 if not oidc_provider_exists(self.iam, trust.provider):
@@ -231,9 +235,10 @@ class RoleChecker:
                 reason=TRUST_POLICY_MISMATCH,
                 message=f"{trust.why}; {result.message}",
                 fix=f"allow sts:AssumeRoleWithWebIdentity for {trust.subject} in the trust "
-                f"policy of role {role_name(role_arn)} (condition <oidc-issuer>:sub)",
+                f"policy of role {role_name(role_arn)} (condition <oidc-issuer>:sub)"
+                + (f"; also {result.fix}" if result.allowed == "False" and result.fix else ""),
             )
-        if result.allowed == "True":
+        if result.allowed == "True":  # trust undecidable, permissions fine
             return replace(
                 result,
                 allowed="Unknown",
