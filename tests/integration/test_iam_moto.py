@@ -28,6 +28,7 @@ from xray_dev.moto import (
     register_oidc_provider,
 )
 from xray_operator.policy import XRAY_ACTIONS, IamReport
+from xray_operator.policy.report import checker_policy
 from xray_operator.reconcile.iam import check_identities
 
 pytestmark = pytest.mark.integration
@@ -399,3 +400,40 @@ def test_permissions_boundary_caps_an_admin_role(iam: Any, ec2: Any) -> None:
     assert identity["allowed"] == "False"
     assert identity["missingActions"] == list(XRAY_ACTIONS)
     assert identity["overPrivileged"] is True  # the attached policy is still `*` on `*`
+
+
+def test_documented_checker_policy_is_enough(aws: MotoServer, iam: Any, ec2: Any) -> None:
+    # The operator's own role gets exactly checker_policy(); with moto enforcing IAM the whole
+    # check (node roles, inline and managed policies, IRSA with its OIDC provider) must run
+    # without a single checker error.
+    create_role(
+        iam,
+        "k8s-nodes",
+        managed=[XRAY_DAEMON_POLICY_ARN],
+        inline={"extra": policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})},
+    )
+    instance = launch_instance(ec2, iam, "k8s-nodes")
+    register_oidc_provider(iam)
+    irsa = create_role(iam, "xray-irsa", trust=irsa_trust(*SA), managed=[XRAY_DAEMON_POLICY_ARN])
+    iam.create_user(UserName="operator")
+    iam.put_user_policy(
+        UserName="operator", PolicyName="check", PolicyDocument=json.dumps(checker_policy())
+    )
+    key = iam.create_access_key(UserName="operator")["AccessKey"]
+    session = boto3.Session(
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        region_name=REGION,
+    )
+    with aws.enforce_iam():
+        nodes_report = node_role_check([node("node-a", instance)], session=session)
+        irsa_report = check_identities(
+            region=REGION,
+            irsa_role_arn=irsa,
+            identity_mode="auto",
+            service_account=SA,
+            nodes=[],
+            session=session,
+        )
+    assert nodes_report.allowed == "True", nodes_report.condition()
+    assert irsa_report.allowed == "True", irsa_report.condition()

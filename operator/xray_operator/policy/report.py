@@ -24,6 +24,37 @@ XRAY_ACTIONS: tuple[str, ...] = (
 )
 MANAGED_POLICY = "AWSXRayDaemonWriteAccess"
 
+# What the operator's own AWS identity needs to run the check (all read-only). The simulator
+# is optional: without it the checker reads the policies and evaluates them locally.
+CHECKER_ACTIONS: tuple[str, ...] = (
+    "ec2:DescribeInstances",
+    "iam:GetInstanceProfile",
+    "iam:GetRole",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListRolePolicies",
+    "iam:GetRolePolicy",
+    "iam:GetPolicy",
+    "iam:GetPolicyVersion",
+    "iam:GetOpenIDConnectProvider",
+    "iam:SimulatePrincipalPolicy",
+)
+
+
+def checker_policy() -> dict[str, Any]:
+    """The IAM policy document to give the operator's role (IRSA) for the IAM check."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "XRayOperatorIamCheck",
+                "Effect": "Allow",
+                "Action": list(CHECKER_ACTIONS),
+                "Resource": "*",
+            }
+        ],
+    }
+
+
 # Reasons an identity can end up with; CHECKER_ERROR never means "missing permissions".
 ALLOWED = "Allowed"
 MISSING_PERMISSIONS = "MissingPermissions"
