@@ -154,3 +154,17 @@ def check_trace_path(path: tracepath.LocalTracePath, endpoint: tracepath.XRayEnd
         log = path.daemon.proc.output()
         assert f"Starting proxy http server on {path.daemon.address}" in log
         assert "Successfully sent batch" in log
+
+
+def test_demo_view_shows_b_inside_a(
+    xray_endpoint: tracepath.XRayEndpoint, operator_output: OperatorOutput, tmp_path: Path,
+    xray_binary: Path,
+) -> None:
+    # What `make demo` prints: each trace read back from the X-Ray API as a tree.
+    shown = tracepath.show_traces(operator_output, xray_endpoint, tmp_path, requests=1)
+    [(_, lines)] = shown.items()
+    names = [line.split(" (")[0] for line in lines]
+    depth = {name.strip(): len(name) - len(name.lstrip()) for name in names}
+    assert names[0] == "service-a"
+    assert depth["service-a"] < depth["service-b"] < depth["random-delay"]
+    assert any("GET" in line and "/work" in line for line in lines)
