@@ -201,8 +201,9 @@ def test_annotated_deployment_gets_the_address_and_its_pods_carry_it(
     assert len(events(kube, namespace, "checkout")) == 1
 
 
+@pytest.mark.parametrize("opt_out", ["false", None], ids=["inject=false", "annotation removed"])
 def test_opting_out_restores_the_workload_byte_for_byte(
-    kube: Kube, namespace: str, crd: Any
+    kube: Kube, namespace: str, crd: Any, opt_out: str | None
 ) -> None:
     tracing_config(kube, namespace, "nodes", default=True, daemon={"hostPort": True},
                    injection={"addressMode": "hostIP"})
@@ -225,7 +226,7 @@ def test_opting_out_restores_the_workload_byte_for_byte(
         original["spec"]["template"]["spec"]["initContainers"]
 
     kube.merge_patch("apps/v1", "Deployment", namespace, "shop",
-                     {"metadata": {"annotations": {INJECT_ANNOTATION: "false"}}})
+                     {"metadata": {"annotations": {INJECT_ANNOTATION: opt_out}}})
     results = reconcile(kube, namespace)
 
     assert results["shop"].wrote
