@@ -142,13 +142,15 @@ def test_true_without_any_default_config_is_reported() -> None:
     assert decision.problem is not None and "spec.default" in decision.problem
 
 
-def test_several_defaults_prefer_the_one_in_the_workloads_namespace() -> None:
-    local = Target("shop/local", True, "deployment", "local-daemon.shop.svc.cluster.local:2000",
-                   False)
-    assert decide({INJECT_ANNOTATION: "true"}, {}, [SERVICE, local], "shop").target == local
-    ambiguous = decide({INJECT_ANNOTATION: "true"}, {}, [SERVICE, local], "other")
-    assert ambiguous.target is None
-    assert ambiguous.problem is not None and "several" in ambiguous.problem
+def test_several_defaults_the_oldest_wins_as_the_status_says() -> None:
+    older = Target("zz/older", True, "deployment", "older-daemon.zz.svc.cluster.local:2000",
+                   False, created="2026-01-01T00:00:00Z")
+    newer = Target("aa/newer", True, "deployment", "newer-daemon.aa.svc.cluster.local:2000",
+                   False, created="2026-06-01T00:00:00Z")
+    assert decide({INJECT_ANNOTATION: "true"}, {}, [newer, older], "aa").target == older
+    twins = [Target("b/x", True, "deployment", "x:2000", False, created="2026-01-01T00:00:00Z"),
+             Target("a/y", True, "deployment", "y:2000", False, created="2026-01-01T00:00:00Z")]
+    assert decide({INJECT_ANNOTATION: "true"}, {}, twins, "c").target == twins[1]
 
 
 def test_target_for_reads_the_tracingconfig() -> None:

@@ -73,7 +73,8 @@ def targets_from_configs(configs: Iterable[Mapping[str, Any]]) -> list[Target]:
             config = TracingConfig.from_object(dict(obj))
         except (ValidationError, ValueError):
             continue
-        targets.append(target_for(config, address_for(config)))
+        created = str((obj.get("metadata") or {}).get("creationTimestamp") or "")
+        targets.append(target_for(config, address_for(config), created))
     return targets
 
 

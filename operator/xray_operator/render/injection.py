@@ -49,9 +49,10 @@ class Target:
     mode: Literal["deployment", "webhook"]
     address: str  # the value of AWS_XRAY_DAEMON_ADDRESS, e.g. "$(HOST_IP):2000"
     host_ip: bool  # the address uses $(HOST_IP), which must be declared first
+    created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text): oldest default wins
 
 
-def target_for(config: TracingConfig, address: str) -> Target:
+def target_for(config: TracingConfig, address: str, created: str = "") -> Target:
     """The caller passes render.address_for(config): one place decides what an address is."""
     return Target(
         config=f"{config.metadata.namespace}/{config.metadata.name}",
@@ -59,6 +60,7 @@ def target_for(config: TracingConfig, address: str) -> Target:
         mode=config.spec.injection.mode,
         address=address,
         host_ip=config.spec.injection.address_mode == "hostIP",
+        created=created,
     )
 
 
@@ -97,7 +99,7 @@ def decide(
     if value.lower() == "false":
         return Decision(None, f"opted out by {INJECT_ANNOTATION}=false on the {where}")
     if value.lower() == "true":
-        return _default_target(targets, namespace, where)
+        return _default_target(targets, where)
     if value.count("/") == 1 and all(value.split("/")):
         for target in targets:
             if target.config == value:
@@ -116,26 +118,19 @@ def decide(
     )
 
 
-def _default_target(targets: Sequence[Target], namespace: str, where: str) -> Decision:
+def _default_target(targets: Sequence[Target], where: str) -> Decision:
     defaults = [t for t in targets if t.default]
-    # Several defaults can coexist during a migration; one in the workload's own namespace is
-    # the least surprising choice, anything else is ambiguous and reported rather than guessed.
-    if len(defaults) > 1:
-        local = [t for t in defaults if t.config.split("/", 1)[0] == namespace]
-        defaults = local if len(local) == 1 else defaults
     reason = f"{INJECT_ANNOTATION}=true on the {where}"
     if not defaults:
         return Decision(
             None, reason, problem="no TracingConfig has spec.default: true; set it on one, "
             f'or annotate with {INJECT_ANNOTATION}="<namespace>/<name>"',
         )
-    if len(defaults) > 1:
-        names = ", ".join(sorted(t.config for t in defaults))
-        return Decision(
-            None, reason, problem=f"several TracingConfigs have spec.default: true ({names}); "
-            f'keep one, or annotate with {INJECT_ANNOTATION}="<namespace>/<name>"',
-        )
-    return Decision(defaults[0], reason)
+    # Several defaults (e.g. during a migration): the oldest wins, the same rule the
+    # TracingConfig status states (reconcile/tracingconfig.default_conflict), so what a person
+    # reads there is what happens here.
+    oldest = min(defaults, key=lambda t: (t.created, *t.config.split("/", 1)))
+    return Decision(oldest, reason)
 
 
 def valid_address(address: str) -> bool:
