@@ -437,3 +437,59 @@ def test_documented_checker_policy_is_enough(aws: MotoServer, iam: Any, ec2: Any
         )
     assert nodes_report.allowed == "True", nodes_report.condition()
     assert irsa_report.allowed == "True", irsa_report.condition()
+
+
+def daemon_role_setup(
+    iam: Any, ec2: Any, *, node_may_assume: bool, trust_node: bool
+) -> tuple[str, str, IamReport]:
+    """Nodes whose role only reaches the daemon's -r role, which holds the X-Ray policy."""
+    node_role = "arn:aws:iam::123456789012:role/k8s-nodes"
+    trust = policy(
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": node_role if trust_node else "arn:aws:iam::123456789012:role/ci"},
+            "Action": "sts:AssumeRole",
+        }
+    )
+    daemon_role = create_role(iam, "xray-writer", trust=trust, managed=[XRAY_DAEMON_POLICY_ARN])
+    inline = {}
+    if node_may_assume:
+        inline["assume-xray"] = policy(
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": daemon_role}
+        )
+    create_role(iam, "k8s-nodes", inline=inline)
+    instance = launch_instance(ec2, iam, "k8s-nodes")
+    report = node_role_check([node("node-a", instance)], daemon_role_arn=daemon_role)
+    return node_role, daemon_role, report
+
+
+def test_daemon_role_arn_shifts_the_check_to_the_assumed_role(iam: Any, ec2: Any) -> None:
+    _, daemon_role, report = daemon_role_setup(iam, ec2, node_may_assume=True, trust_node=True)
+    identities = report.to_status()["identities"]
+    assert [(i["kind"], i["allowed"]) for i in identities] == [
+        ("nodeRole", "True"),  # no X-Ray permissions on the node role, and that is fine
+        ("daemonRole", "True"),
+    ]
+    assert identities[1]["roleArn"] == daemon_role
+    assert report.allowed == "True"
+
+
+def test_node_role_that_cannot_assume_the_daemon_role(iam: Any, ec2: Any) -> None:
+    _, daemon_role, report = daemon_role_setup(iam, ec2, node_may_assume=False, trust_node=True)
+    node_identity = report.to_status()["identities"][0]
+    assert node_identity["allowed"] == "False"
+    assert node_identity["missingActions"] == ["sts:AssumeRole"]
+    assert f"allow sts:AssumeRole on {daemon_role} in a policy of role k8s-nodes" in (
+        report.events()[0].message
+    )
+
+
+def test_daemon_role_whose_trust_policy_ignores_the_node_role(iam: Any, ec2: Any) -> None:
+    node_role, _, report = daemon_role_setup(iam, ec2, node_may_assume=True, trust_node=False)
+    by_kind = {i["kind"]: i for i in report.to_status()["identities"]}
+    assert by_kind["nodeRole"]["allowed"] == "True"
+    assert by_kind["daemonRole"]["allowed"] == "False"
+    assert by_kind["daemonRole"]["missingActions"] == []
+    assert "k8s-nodes" in by_kind["daemonRole"]["message"]
+    assert report.condition()["reason"] == "TrustPolicyMismatch"
+    assert node_role in report.events()[0].message

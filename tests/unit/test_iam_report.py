@@ -178,7 +178,10 @@ def test_inputs_from_tracingconfig() -> None:
             "region": "eu-west-1",
             "serviceAccount": {"roleArn": ""},
             "iam": {"check": False, "identity": "nodeRole"},
-            "daemon": {"nodeSelector": {"pool": "general"}},
+            "daemon": {
+                "nodeSelector": {"pool": "general"},
+                "roleArn": "arn:aws:iam::111122223333:role/xray-writer",
+            },
         },
     }
     inputs = inputs_from_tracingconfig(body)
@@ -186,6 +189,7 @@ def test_inputs_from_tracingconfig() -> None:
     assert inputs.irsa_role_arn is None  # empty string means "no IRSA"
     assert inputs.service_account == ("obs", "xray-daemon")
     assert (inputs.check, inputs.identity_mode) == (False, "nodeRole")
+    assert inputs.daemon_role_arn == "arn:aws:iam::111122223333:role/xray-writer"
     nodes = [
         {"metadata": {"name": "g", "labels": {"pool": "general"}}},
         {"metadata": {"name": "x", "labels": {"pool": "gpu"}}},

@@ -96,6 +96,7 @@ def test_simulator_answer_wins_and_carries_the_region(stubs: Any) -> None:
         {
             "PolicySourceArn": ROLE,
             "ActionNames": list(XRAY_ACTIONS),
+            "ResourceArns": ["*"],
             "ContextEntries": [
                 {
                     "ContextKeyName": "aws:RequestedRegion",

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from xray_operator.policy import parse_document, trust_admits
+from xray_operator.policy import parse_document, trust_admits, trust_admits_role
 
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC123"
 PROVIDER = f"arn:aws:iam::111122223333:oidc-provider/{ISSUER}"
@@ -94,3 +94,50 @@ def test_trust_admits(document: dict[str, Any], admits: bool | None) -> None:
         assert result.provider == PROVIDER
     else:
         assert SUB in result.why
+
+
+NODE_ROLE = "arn:aws:iam::111122223333:role/eks/k8s-nodes"
+
+
+def assume_trust(principal: Any, condition: dict[str, Any] | None = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": principal,
+        "Action": "sts:AssumeRole",
+    }
+    if condition:
+        statement["Condition"] = condition
+    return {"Statement": [statement]}
+
+
+@pytest.mark.parametrize(
+    ("document", "admits"),
+    [
+        pytest.param(assume_trust({"AWS": NODE_ROLE}), True, id="the role itself"),
+        pytest.param(
+            assume_trust({"AWS": ["arn:aws:iam::111122223333:root"]}), True, id="its account root"
+        ),
+        pytest.param(assume_trust({"AWS": "111122223333"}), True, id="bare account id"),
+        pytest.param(
+            assume_trust({"AWS": "arn:aws:iam::111122223333:role/other"}), False, id="another role"
+        ),
+        pytest.param(
+            assume_trust({"AWS": "arn:aws:iam::999999999999:root"}), False, id="another account"
+        ),
+        pytest.param(
+            assume_trust({"Service": "ec2.amazonaws.com"}), False, id="service principal only"
+        ),
+        pytest.param(
+            assume_trust("*", {"StringEquals": {"aws:PrincipalArn": NODE_ROLE}}),
+            True,
+            id="any principal, condition on PrincipalArn",
+        ),
+        pytest.param(
+            assume_trust({"AWS": NODE_ROLE}, {"StringEquals": {"sts:ExternalId": "x"}}),
+            None,
+            id="external id condition",
+        ),
+    ],
+)
+def test_trust_admits_role(document: dict[str, Any], admits: bool | None) -> None:
+    assert trust_admits_role(parse_document(document), NODE_ROLE).admits is admits

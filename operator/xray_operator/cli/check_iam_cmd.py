@@ -184,6 +184,7 @@ def check_iam(
         identity_mode=inputs.identity_mode,
         service_account=inputs.service_account,
         nodes=nodes,
+        daemon_role_arn=inputs.daemon_role_arn,
     )
     render = render_json if getattr(args, "output", "table") == "json" else render_table
     out.write(render(_ref(config), report, notes) + "\n")

@@ -19,7 +19,7 @@ from xray_operator.policy.report import (
     IamReport,
     IdentityResult,
 )
-from xray_operator.policy.trust import TrustResult, trust_admits
+from xray_operator.policy.trust import TrustResult, trust_admits, trust_admits_role
 from xray_operator.policy.verdict import judge_role
 
 __all__ = [
@@ -40,4 +40,5 @@ __all__ = [
     "over_privileged",
     "parse_document",
     "trust_admits",
+    "trust_admits_role",
 ]

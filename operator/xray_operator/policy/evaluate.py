@@ -120,12 +120,13 @@ def evaluate_actions(
     actions: Sequence[str],
     context: Context,
     boundary: NamedPolicy | None = None,
+    resource: str = "*",
 ) -> list[Evaluation]:
     results = []
     for action in actions:
-        result = evaluate(policies, action, context)
+        result = evaluate(policies, action, context, resource)
         if boundary is not None:
-            result = combine_boundary(result, evaluate([boundary], action, context))
+            result = combine_boundary(result, evaluate([boundary], action, context, resource))
         results.append(result)
     return results
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 TriStatus = Literal["True", "False", "Unknown"]
-IdentityKind = Literal["nodeRole", "irsa"]
+# daemonRole: spec.daemon.roleArn, which the daemon assumes (-r) and sends traces as.
+IdentityKind = Literal["nodeRole", "irsa", "daemonRole"]
 CONDITION_TYPE = "IAMPermissionsVerified"
 
 XRAY_ACTIONS: tuple[str, ...] = (
@@ -95,6 +96,8 @@ class IdentityResult:
         who = f"role {name}" if name else "no role"
         if self.kind == "irsa":
             return f"IRSA {who}"
+        if self.kind == "daemonRole":
+            return f"daemon {who} (spec.daemon.roleArn)"
         if self.nodes:
             shown = ", ".join(self.nodes[:5]) + (" ..." if len(self.nodes) > 5 else "")
             return f"node {who} (nodes {shown})"

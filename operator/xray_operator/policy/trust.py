@@ -76,3 +76,46 @@ def trust_admits(statements: Sequence[Statement], namespace: str, name: str) -> 
     return TrustResult(
         False, subject, f"trust policy does not admit {subject} (check the :sub condition)"
     )
+
+
+ASSUME_ROLE_ACTION = "sts:AssumeRole"
+
+
+def _aws_principals(statement: Statement) -> list[str]:
+    principal = statement.principal
+    if principal == "*":
+        return ["*"]
+    if not isinstance(principal, dict):
+        return []
+    value = principal.get("AWS")
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, str)]
+
+
+def _names_principal(patterns: Sequence[str], role_arn: str) -> bool:
+    parts = role_arn.split(":")
+    if len(parts) < 6:
+        return False
+    partition, account = parts[1], parts[4]
+    # Naming the account (root or bare id) delegates to the account's own policies, which
+    # the caller checks separately as the base identity's sts:AssumeRole permission.
+    accepted = {"*", role_arn, account, f"arn:{partition}:iam::{account}:root"}
+    return any(p in accepted for p in patterns)
+
+
+def trust_admits_role(statements: Sequence[Statement], role_arn: str) -> TrustResult:
+    """Does a role's trust policy let `role_arn` (the node or IRSA role) call sts:AssumeRole?"""
+    account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ""
+    scoped = NamedPolicy(
+        name="trust policy",
+        statements=tuple(s for s in statements if _names_principal(_aws_principals(s), role_arn)),
+    )
+    context = make_context({"aws:PrincipalArn": role_arn, "aws:PrincipalAccount": account})
+    result = evaluate([scoped], ASSUME_ROLE_ACTION, context)
+    if result.decision is Decision.ALLOWED:
+        return TrustResult(True, role_arn, f"trust policy admits {role_arn}")
+    if result.decision is Decision.UNKNOWN:
+        return TrustResult(
+            None, role_arn, f"cannot tell whether the trust policy admits {role_arn}: {result.why}"
+        )
+    return TrustResult(False, role_arn, f"trust policy does not let {role_arn} assume it")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from xray_operator.policy.evaluate import Decision, Evaluation
 from xray_operator.policy.report import (
@@ -27,7 +27,10 @@ def judge_role(
     evaluations: Sequence[Evaluation],
     over_privileged_by: Sequence[str] = (),
     source: str = "local evaluation",
+    assume_target: str = "",
 ) -> IdentityResult:
+    """With `assume_target` the evaluations are for sts:AssumeRole on that role (the daemon's
+    -r role): this identity only needs to reach it, the X-Ray calls are made as the target."""
     name = role_name(role_arn)
     missing = tuple(e.action for e in evaluations if e.decision.denied)
     explicit = [e for e in evaluations if e.decision is Decision.EXPLICIT_DENY]
@@ -53,6 +56,8 @@ def judge_role(
             fix=fix,
         )
 
+    if assume_target:
+        return _judge_assume(result, name, assume_target, evaluations, over_privileged_by, source)
     if missing:
         if len(missing) == len(evaluations) > 1:
             message = f"cannot call any of the {len(missing)} X-Ray daemon actions in {region}"
@@ -83,4 +88,41 @@ def judge_role(
     if over_privileged_by:
         message += f"; over-privileged: {', '.join(over_privileged_by)} allows * on *"
         fix = f"replace {', '.join(over_privileged_by)} on role {name} with {MANAGED_POLICY}"
+    return result("True", ALLOWED, message, fix)
+
+
+def _judge_assume(
+    result: Callable[..., IdentityResult],
+    name: str,
+    target: str,
+    evaluations: Sequence[Evaluation],
+    over_privileged_by: Sequence[str],
+    source: str,
+) -> IdentityResult:
+    target_name = role_name(target)
+    grant = f"allow sts:AssumeRole on {target} in a policy of role {name}"
+    [evaluation] = evaluations
+    if evaluation.decision.denied:
+        reason = (
+            EXPLICIT_DENY if evaluation.decision is Decision.EXPLICIT_DENY else MISSING_PERMISSIONS
+        )
+        return result(
+            "False",
+            reason,
+            f"cannot assume the daemon role {target_name} ({evaluation.why})",
+            grant,
+            (evaluation.action,),
+        )
+    if evaluation.decision is Decision.UNKNOWN:
+        return result(
+            "Unknown",
+            UNVERIFIABLE,
+            f"cannot tell whether it may assume the daemon role {target_name}: {evaluation.why}",
+            f"check that condition by hand, or {grant}",
+        )
+    message = f"may assume the daemon role {target_name} ({source})"
+    fix = ""
+    if over_privileged_by:
+        message += f"; over-privileged: {', '.join(over_privileged_by)} allows * on *"
+        fix = f"replace {', '.join(over_privileged_by)} on role {name}: {grant} is all it needs"
     return result("True", ALLOWED, message, fix)

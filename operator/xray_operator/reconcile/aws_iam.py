@@ -77,7 +77,7 @@ def role_policies(iam: IAMClient, role: dict[str, Any]) -> RolePolicies:
 
 
 def simulate(
-    iam: IAMClient, role_arn: str, actions: Sequence[str], region: str
+    iam: IAMClient, role_arn: str, actions: Sequence[str], region: str, resource: str = "*"
 ) -> list[Evaluation] | None:
     """IAM's own answer, or None when the simulator is not available to the checker.
 
@@ -90,6 +90,7 @@ def simulate(
         response = iam.simulate_principal_policy(
             PolicySourceArn=role_arn,
             ActionNames=list(actions),
+            ResourceArns=[resource],
             ContextEntries=[
                 {
                     "ContextKeyName": "aws:RequestedRegion",

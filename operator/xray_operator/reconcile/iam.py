@@ -27,6 +27,7 @@ from xray_operator.policy import (
     over_privileged,
     parse_document,
     trust_admits,
+    trust_admits_role,
 )
 from xray_operator.policy.report import (
     CHECKER_ERROR,
@@ -39,6 +40,7 @@ from xray_operator.policy.report import (
     IdentityKind,
     role_name,
 )
+from xray_operator.policy.trust import ASSUME_ROLE_ACTION
 from xray_operator.reconcile.aws import (
     CheckerError,
     NotFound,
@@ -83,6 +85,7 @@ class IdentityInputs:
     service_account: tuple[str, str]
     check: bool
     node_selector: dict[str, str]
+    daemon_role_arn: str | None = None
 
 
 def inputs_from_tracingconfig(body: Mapping[str, Any]) -> IdentityInputs:
@@ -99,6 +102,7 @@ def inputs_from_tracingconfig(body: Mapping[str, Any]) -> IdentityInputs:
         service_account=(str(meta.get("namespace", "")), f"{meta.get('name', '')}-daemon"),
         check=bool(iam.get("check", True)),
         node_selector={str(k): str(v) for k, v in selector.items()},
+        daemon_role_arn=(spec.get("daemon") or {}).get("roleArn") or None,
     )
 
 
@@ -153,9 +157,13 @@ class RoleChecker:
         )
 
     def check_role(
-        self, kind: IdentityKind, role_arn: str, nodes: Sequence[str]
+        self, kind: IdentityKind, role_arn: str, nodes: Sequence[str], assume_target: str = ""
     ) -> tuple[IdentityResult, dict[str, Any] | None]:
-        """The verdict on one role, and the role as IAM returned it (None if unreadable)."""
+        """The verdict on one role, and the role as IAM returned it (None if unreadable).
+
+        Checks the X-Ray actions, or with `assume_target` only sts:AssumeRole on that role."""
+        actions = (ASSUME_ROLE_ACTION,) if assume_target else XRAY_ACTIONS
+        resource = assume_target or "*"
         role: dict[str, Any] | None = None
         try:
             try:
@@ -175,7 +183,7 @@ class RoleChecker:
                 )
             evaluations = None
             if self.use_simulator:
-                evaluations = simulate(self.probe, role_arn, XRAY_ACTIONS, self.region)
+                evaluations = simulate(self.probe, role_arn, actions, self.region, resource)
                 self.use_simulator = evaluations is not None
             source = "IAM policy simulator"
             policies: RolePolicies | None = None
@@ -190,7 +198,11 @@ class RoleChecker:
                 assert policies is not None  # role_policies raised otherwise
                 source = "local evaluation"
                 evaluations = evaluate_actions(
-                    policies.identity, XRAY_ACTIONS, self.context(role_arn), policies.boundary
+                    policies.identity,
+                    actions,
+                    self.context(role_arn),
+                    policies.boundary,
+                    resource,
                 )
             broad = over_privileged(policies.identity) if policies else []
             result = judge_role(
@@ -201,13 +213,16 @@ class RoleChecker:
                 evaluations=evaluations,
                 over_privileged_by=broad,
                 source=source,
+                assume_target=assume_target,
             )
             return replace(result, message=result.message + note), role
         except CheckerError as exc:
             return _unknown(kind, role_arn, nodes, exc), role
 
-    def check_irsa(self, role_arn: str, service_account: tuple[str, str]) -> IdentityResult:
-        result, role = self.check_role("irsa", role_arn, ())
+    def check_irsa(
+        self, role_arn: str, service_account: tuple[str, str], assume_target: str = ""
+    ) -> IdentityResult:
+        result, role = self.check_role("irsa", role_arn, (), assume_target)
         if role is None:
             return result  # role missing or unreadable: already said so
         namespace, name = service_account
@@ -247,8 +262,40 @@ class RoleChecker:
             )
         return result
 
+    def check_daemon_role(self, role_arn: str, base: Sequence[IdentityResult]) -> IdentityResult:
+        """The -r role: X-Ray actions, and a trust policy that admits every base role."""
+        result, role = self.check_role("daemonRole", role_arn, ())
+        if role is None:
+            return result
+        trust = parse_document(role.get("AssumeRolePolicyDocument") or {"Statement": []})
+        verdicts = [trust_admits_role(trust, b.role_arn) for b in base if b.role_arn]
+        refused = [v.subject for v in verdicts if v.admits is False]
+        if refused:
+            names = ", ".join(role_name(arn) for arn in refused)
+            return replace(
+                result,
+                allowed="False",
+                reason=TRUST_POLICY_MISMATCH,
+                message=f"trust policy does not let role(s) {names} assume it; {result.message}",
+                fix=f"add {', '.join(refused)} to Principal.AWS of the trust policy of role "
+                f"{role_name(role_arn)} (action sts:AssumeRole)"
+                + (f"; also {result.fix}" if result.allowed == "False" and result.fix else ""),
+            )
+        undecided = [v for v in verdicts if v.admits is None]
+        if undecided and result.allowed == "True":
+            return replace(
+                result,
+                allowed="Unknown",
+                reason=UNVERIFIABLE,
+                message=f"{undecided[0].why}; {result.message}",
+            )
+        return result
+
     def check_nodes(
-        self, nodes: Sequence[Mapping[str, Any]], ec2_for: Callable[[str], EC2Client]
+        self,
+        nodes: Sequence[Mapping[str, Any]],
+        ec2_for: Callable[[str], EC2Client],
+        assume_target: str = "",
     ) -> tuple[list[IdentityResult], list[str]]:
         targets, unchecked = split_nodes(nodes, self.region)
         if not targets:
@@ -263,7 +310,7 @@ class RoleChecker:
         results: list[IdentityResult] = []
         for (what, ref), members in sorted(groups.items()):
             if what == "role":
-                results.append(self.check_role("nodeRole", ref, members)[0])
+                results.append(self.check_role("nodeRole", ref, members, assume_target)[0])
                 continue
             message, reason, allowed, fix = {
                 "noProfile": (
@@ -310,11 +357,15 @@ def check_identities(
     session: boto3.Session | None = None,
     use_simulator: bool = True,
     now: dt.datetime | None = None,
+    daemon_role_arn: str | None = None,
 ) -> IamReport:
     """Check the daemon's identity: the IRSA role, or every node's instance role.
 
     `identity_mode` "auto" picks IRSA when `irsa_role_arn` is set, node roles otherwise.
     `nodes` are Node objects as dicts (only metadata.name and spec.providerID are read).
+    With `daemon_role_arn` (spec.daemon.roleArn, the daemon's -r) the daemon sends traces as
+    that role: it is checked for the X-Ray actions and its trust policy, and the base
+    identities only for sts:AssumeRole on it.
     """
     if identity_mode not in IDENTITY_MODES:
         raise ValueError(
@@ -324,6 +375,7 @@ def check_identities(
     checker = RoleChecker(
         iam_client(session, region), iam_probe_client(session, region), region, use_simulator
     )
+    assume = daemon_role_arn or ""
     mode = identity_mode
     if mode == "auto":
         mode = "irsa" if irsa_role_arn else "nodeRole"
@@ -331,7 +383,7 @@ def check_identities(
     unchecked: list[str] = []
     if mode == "irsa":
         if irsa_role_arn:
-            identities = [checker.check_irsa(irsa_role_arn, service_account)]
+            identities = [checker.check_irsa(irsa_role_arn, service_account, assume)]
         else:
             identities = [
                 IdentityResult(
@@ -352,7 +404,9 @@ def check_identities(
                 clients[node_region] = ec2_client(session, node_region)
             return clients[node_region]
 
-        identities, unchecked = checker.check_nodes(nodes, ec2_for)
+        identities, unchecked = checker.check_nodes(nodes, ec2_for, assume)
+    if daemon_role_arn:
+        identities.append(checker.check_daemon_role(daemon_role_arn, identities))
     return IamReport(
         checked_at=now or dt.datetime.now(dt.UTC),
         region=region,
@@ -380,6 +434,7 @@ def check_tracingconfig(
         service_account=inputs.service_account,
         nodes=nodes_for_daemon(nodes, inputs.node_selector),
         session=session,
+        daemon_role_arn=inputs.daemon_role_arn,
     )
 
 
