@@ -263,11 +263,21 @@ def test_operator_injects_annotated_workloads_once_and_follows_opt_in_changes(
     assert address_of("plain") is None
     assert plain_one["metadata"]["name"] == "plain"
 
+    def injection_status() -> tuple[Any, Any]:
+        tc = kube.get(API_VERSION, KIND, namespace, "patching") or {}
+        status = tc.get("status") or {}
+        healthy = [c for c in status.get("conditions", []) if c["type"] == "InjectionHealthy"]
+        return status.get("injectedWorkloads"), healthy[0]["status"] if healthy else None
+
+    wait_for(lambda: injection_status() == (2, "True"), timeout=30,
+             what="status.injectedWorkloads 2 and InjectionHealthy True")
+
     # The whole namespace opts in: the unannotated Deployment follows, without a restart.
     kube.merge_patch("v1", "Namespace", None, namespace, {"metadata": {"annotations": {
         INJECT_ANNOTATION: "true"}}})
     wait_for(lambda: address_of("plain") == expected, timeout=30,
              what="namespace-level opt-in applied")
+    wait_for(lambda: injection_status()[0] == 3, timeout=30, what="injectedWorkloads 3")
 
     # Deleting the TracingConfig takes everything it injected away again.
     kube.delete(API_VERSION, KIND, namespace, "patching")

@@ -8,6 +8,8 @@ Triggers:
 - a workload event: that workload (cheap when nothing changes: planning is pure);
 - a change of what TracingConfigs ask for (address, mode, default, deletion) or of a namespace's
   inject annotation: one pass over all workloads, coalesced when changes come in bursts.
+The last result per workload is kept, so status.injectedWorkloads and InjectionHealthy are
+written from memory (and only when they change), without listing workloads again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -32,23 +34,58 @@ from xray_operator.constants import (
 from xray_operator.handlers.common import plain
 from xray_operator.reconcile import runtime
 from xray_operator.reconcile.injection import (
+    InjectionResult,
     injected_counts,
     reconcile_all,
     reconcile_workload,
     targets_from_configs,
+    write_status,
 )
 from xray_operator.render.injection import Target
 from xray_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Seconds to wait after a change before the full pass, so a burst (operator start, kubectl
-# apply -f dir/) costs one pass.
+# Seconds to wait after a change before acting, so a burst (operator start, kubectl apply -f
+# dir/) costs one pass and one status write per TracingConfig.
 COALESCE_SECONDS = 0.5
 
-_state: dict[str, Any] = {"targets": None, "namespaces": {}, "counts": Counter()}
-_dirty: asyncio.Event | None = None
-_runner: asyncio.Task[None] | None = None
+Key = tuple[str, str, str]  # kind, namespace, name
+_targets: list[Target] | None = None
+_namespaces: dict[str, str | None] = {}
+_results: dict[Key, InjectionResult] = {}
+
+
+class _Coalesced:
+    """Run `job` once after a burst of `poke()` calls; again if poked while it ran."""
+
+    def __init__(self, job: Callable[[], Awaitable[None]]) -> None:
+        self.job = job
+        self.dirty: asyncio.Event | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def poke(self) -> None:
+        if self.dirty is None:
+            self.dirty = asyncio.Event()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._loop(self.dirty))
+        self.dirty.set()
+
+    async def _loop(self, dirty: asyncio.Event) -> None:
+        while True:
+            await dirty.wait()
+            await asyncio.sleep(COALESCE_SECONDS)
+            dirty.clear()
+            try:
+                await self.job()
+            except Exception as err:  # one failed run must not stop the later ones
+                log.warning("%s failed: %s", getattr(self.job, "__name__", "job"), err)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -74,10 +111,8 @@ def namespace_annotations_from(index: kopf.Index[Any, Any], namespace: str) -> d
 
 
 def injected_workloads() -> Counter[str]:
-    """Workloads carrying injected env per TracingConfig ("ns/name"), as of the last full pass;
-    for status.injectedWorkloads."""
-    counts: Counter[str] = _state["counts"]
-    return counts
+    """Workloads getting the address, per TracingConfig ("ns/name")."""
+    return injected_counts(_results.values())
 
 
 def _maybe_ours(workload: Mapping[str, Any], namespace_annotations: Mapping[str, str]) -> bool:
@@ -93,22 +128,43 @@ def _maybe_ours(workload: Mapping[str, Any], namespace_annotations: Mapping[str,
     )
 
 
+def _remember(key: Key, result: InjectionResult | None) -> None:
+    """Keep the latest result; a change in what status reports schedules a status write."""
+    before = _results.get(key)
+    if result is None or (result.config is None and not result.problems):
+        _results.pop(key, None)
+    else:
+        _results[key] = result
+    if _summary(before) != _summary(_results.get(key)):
+        _status.poke()
+
+
+def _summary(result: InjectionResult | None) -> Any:
+    if result is None:
+        return None
+    return (result.config, result.injected, result.webhook, result.hand_set, result.problems,
+            result.error)
+
+
 @kopf.on.event("apps", "v1", "deployments")
 @kopf.on.event("apps", "v1", "statefulsets")
 @kopf.on.event("apps", "v1", "daemonsets")
 async def workload_event(
     body: kopf.Body, type: str | None, logger: kopf.Logger, **kwargs: Any
 ) -> None:
-    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+    meta = body["metadata"]
+    key: Key = (body.get("kind", ""), meta["namespace"], meta["name"])
+    if type == "DELETED" or meta.get("deletionTimestamp"):
+        _remember(key, None)
         return
-    namespace = body["metadata"]["namespace"]
-    ns_annotations = namespace_annotations_from(kwargs["injection_namespaces"], namespace)
+    ns_annotations = namespace_annotations_from(kwargs["injection_namespaces"], meta["namespace"])
     if not _maybe_ours(body, ns_annotations):
+        _remember(key, None)
         return
-    workload = plain(body)
     targets = targets_from(kwargs["injection_targets"])
     result = await asyncio.to_thread(
-        reconcile_workload, runtime.kube(), workload, ns_annotations, targets)
+        reconcile_workload, runtime.kube(), plain(body), ns_annotations, targets)
+    _remember(key, result)
     # Problems that led to a write were posted as Events already; the rest would repeat on
     # every status update of the workload, so they are logged, not posted.
     if not result.wrote:
@@ -118,10 +174,12 @@ async def workload_event(
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def tracingconfig_event(**kwargs: Any) -> None:
+    global _targets
     targets = targets_from(kwargs["injection_targets"])
-    if targets != _state["targets"]:
-        _state["targets"] = targets
-        _mark_dirty()
+    if targets != _targets:
+        _targets = targets
+        _pass.poke()
+        _status.poke()
 
 
 @kopf.on.event("", "v1", "namespaces")
@@ -129,49 +187,32 @@ async def namespace_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     name = body["metadata"]["name"]
     value = None if type == "DELETED" else (body["metadata"].get("annotations") or {}).get(
         INJECT_ANNOTATION)
-    seen: dict[str, str | None] = _state["namespaces"]
-    if seen.get(name) != value:
-        first_sight = name not in seen
-        seen[name] = value
-        # At start-up every namespace is "new"; the workloads' own events cover them then.
+    if _namespaces.get(name) != value:
+        first_sight = name not in _namespaces
+        _namespaces[name] = value
+        # At start-up every namespace is "new"; the workloads' own events cover those.
         if not (first_sight and value is None):
-            _mark_dirty()
+            _pass.poke()
 
 
-def _mark_dirty() -> None:
-    global _dirty, _runner
-    if _dirty is None:
-        _dirty = asyncio.Event()
-    if _runner is None or _runner.done():
-        _runner = asyncio.create_task(_run_passes(_dirty))
-    _dirty.set()
-
-
-async def _run_passes(dirty: asyncio.Event) -> None:
-    while True:
-        await dirty.wait()
-        await asyncio.sleep(COALESCE_SECONDS)
-        dirty.clear()
-        try:
-            await _full_pass()
-        except Exception as err:  # a failed pass must not stop later ones
-            log.warning("injection pass failed: %s", err)
-
-
-async def _full_pass() -> None:
-    targets = _state["targets"] or []
-    namespaces: list[str | None] = list(Settings().namespaces) or [None]
-    counts: Counter[str] = Counter()
+async def full_pass() -> None:
+    targets = _targets or []
+    namespaces: list[str | None] = [*Settings().namespaces] or [None]
     for namespace in namespaces:
-        results = await asyncio.to_thread(
-            reconcile_all, runtime.kube(), targets, namespace)
-        counts += injected_counts(results)
-    _state["counts"] = counts
+        results = await asyncio.to_thread(reconcile_all, runtime.kube(), targets, namespace)
+        for result in results:
+            _remember((result.kind, result.namespace, result.name), result)
+
+
+async def status_write() -> None:
+    await asyncio.to_thread(write_status, runtime.kube(), _targets or [], list(_results.values()))
+
+
+_pass = _Coalesced(full_pass)
+_status = _Coalesced(status_write)
 
 
 @kopf.on.cleanup()
-async def stop_passes(**_: Any) -> None:
-    if _runner is not None:
-        _runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await _runner
+async def stop_injection(**_: Any) -> None:
+    await _pass.stop()
+    await _status.stop()

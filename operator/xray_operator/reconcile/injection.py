@@ -15,7 +15,7 @@ import logging
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from xray_operator.constants import API_VERSION, INJECTION_FIELD_MANAGER, KIND
 from xray_operator.model import TracingConfig
 from xray_operator.reconcile.kube import Kube, KubeError
+from xray_operator.reconcile.status import StatusChange, update_status
 from xray_operator.render import address_for
 from xray_operator.render.injection import (
     WORKLOAD_KINDS,
@@ -33,6 +34,7 @@ from xray_operator.render.injection import (
     plan_workload,
     target_for,
 )
+from xray_operator.render.status import Cond
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class InjectionResult:
     hand_set: tuple[str, ...]
     problems: tuple[str, ...]
     error: str | None = None  # the write failed (conflict, API error)
+    webhook: bool = False  # opted in to a webhook-mode config: its Pods get the env at admission
 
     @property
     def ref(self) -> str:
@@ -181,7 +184,74 @@ def reconcile_all(
 
 def injected_counts(results: Iterable[InjectionResult]) -> Counter[str]:
     """Workloads carrying injected env per TracingConfig (status.injectedWorkloads)."""
-    return Counter(r.config for r in results if r.config and r.injected and not r.error)
+    return Counter(
+        r.config for r in results if r.config and (r.injected or r.webhook) and not r.error
+    )
+
+
+# --- status -----------------------------------------------------------------------------------
+
+INJECTION_CONDITION = "InjectionHealthy"
+# Set by reconcile/tracingconfig.py for a default: true config that lost to an older one; that
+# explanation matters more than anything this flow can say, so it is left alone.
+DEFAULT_CLASH_REASON = "ConflictingDefault"
+MAX_LISTED = 3
+
+
+def status_change(config: str, results: Iterable[InjectionResult], tc: Obj) -> StatusChange:
+    """status.injectedWorkloads and InjectionHealthy for one TracingConfig ("ns/name")."""
+    mine = sorted((r for r in results if r.config == config), key=lambda r: r.ref)
+    count = injected_counts(mine)[config]
+    fields: Obj = {"injectedWorkloads": count}
+    current = {c.get("type"): c for c in (tc.get("status") or {}).get("conditions", [])}
+    if (current.get(INJECTION_CONDITION) or {}).get("reason") == DEFAULT_CLASH_REASON:
+        return StatusChange(fields=fields)
+    troubled = [(r, r.error or "; ".join(p for p in r.problems if not _is_hand_set(p)))
+                for r in mine]
+    troubled = [(r, why) for r, why in troubled if why]
+    if troubled:
+        listed = "; ".join(f"{r.ref}: {why}" for r, why in troubled[:MAX_LISTED])
+        more = len(troubled) - MAX_LISTED
+        message = listed + (f" (and {more} more)" if more > 0 else "")
+        cond = Cond(INJECTION_CONDITION, "False", "WorkloadsNeedAttention", message)
+    else:
+        hand_set = sum(1 for r in mine if r.hand_set)
+        message = f"{count} workload(s) get the daemon address"
+        if hand_set:
+            message += f"; {hand_set} keep an address set by hand in some containers"
+        cond = Cond(INJECTION_CONDITION, "True", "Injected", message)
+    return StatusChange(fields=fields, conditions=[cond])
+
+
+def _change_for(
+    config: str, results: Sequence[InjectionResult]
+) -> Callable[[Obj], StatusChange]:
+    def change(tc: Obj) -> StatusChange:
+        return status_change(config, results, tc)
+
+    return change
+
+
+def _is_hand_set(problem: str) -> bool:
+    # A hand-set address is a person's decision, reported by Event, not a failure.
+    return "sets AWS_XRAY_DAEMON_ADDRESS" in problem
+
+
+def write_status(
+    kube: Kube, targets: Sequence[Target], results: Sequence[InjectionResult]
+) -> int:
+    """Write each TracingConfig's injection status if it changed, with an Event on the
+    TracingConfig when InjectionHealthy flips. Returns the number of status writes."""
+    writes = 0
+    for target in targets:
+        namespace, name = target.config.split("/", 1)
+        result = update_status(kube, namespace, name, _change_for(target.config, results))
+        writes += result.written
+        for cond in result.transitions:
+            if cond.type == INJECTION_CONDITION and result.tc is not None:
+                post_event(kube, result.tc, "Normal" if cond.status == "True" else "Warning",
+                           cond.reason, f"{cond.type}: {cond.message}")
+    return writes
 
 
 def _result(workload: Obj, plan: WorkloadPlan, wrote: bool, error: str | None) -> InjectionResult:
@@ -197,6 +267,7 @@ def _result(workload: Obj, plan: WorkloadPlan, wrote: bool, error: str | None) -
         hand_set=plan.hand_set,
         problems=plan.problems,
         error=error,
+        webhook=target is not None and target.mode == "webhook",
     )
 
 
