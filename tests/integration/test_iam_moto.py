@@ -493,3 +493,30 @@ def test_daemon_role_whose_trust_policy_ignores_the_node_role(iam: Any, ec2: Any
     assert "k8s-nodes" in by_kind["daemonRole"]["message"]
     assert report.condition()["reason"] == "TrustPolicyMismatch"
     assert node_role in report.events()[0].message
+
+
+def test_large_node_group_is_one_identity(iam: Any, ec2: Any) -> None:
+    # More instances than one DescribeInstances filter takes: looked up in batches.
+    create_role(iam, "k8s-nodes", managed=[XRAY_DAEMON_POLICY_ARN])
+    iam.create_instance_profile(InstanceProfileName="k8s-nodes-profile")
+    iam.add_role_to_instance_profile(InstanceProfileName="k8s-nodes-profile", RoleName="k8s-nodes")
+    reservation = ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=160,
+        MaxCount=160,
+        Placement={"AvailabilityZone": "us-east-1b"},
+    )
+    ids = [i["InstanceId"] for i in reservation["Instances"]]
+    nodes = [node(f"node-{n:03d}", i, "us-east-1b") for n, i in enumerate(ids)]
+    # A node group launched without a profile: one finding for all of its nodes.
+    bare = only(node_role_check(nodes))
+    assert (bare["allowed"], len(bare["nodes"])) == ("False", 160)
+    assert "no instance profile" in bare["message"]
+    # moto's run_instances attaches a profile to the first instance only; attach the rest.
+    for instance_id in ids:
+        ec2.associate_iam_instance_profile(
+            IamInstanceProfile={"Name": "k8s-nodes-profile"}, InstanceId=instance_id
+        )
+    identity = only(node_role_check(nodes))
+    assert identity["allowed"] == "True"
+    assert len(identity["nodes"]) == 160

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
 _PROVIDER_ID = re.compile(r"^aws:///(?P<az>[a-z0-9-]*)/(?P<instance>i-[0-9a-f]+)$")
+FILTER_BATCH = 150
 _REGION_OF_AZ = re.compile(r"^(?P<region>[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+)")
 
 
@@ -61,15 +62,18 @@ def instance_profiles(ec2: EC2Client, instance_ids: Sequence[str]) -> dict[str, 
     whole lookup.
     """
     found: dict[str, str | None] = {}
-    with aws_call("ec2:DescribeInstances"):
-        pages = ec2.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "instance-id", "Values": list(instance_ids)}]
-        )
-        for page in pages:
-            for reservation in page.get("Reservations", []):
-                for instance in reservation.get("Instances", []):
-                    profile = instance.get("IamInstanceProfile", {}).get("Arn")
-                    found[instance["InstanceId"]] = profile or None
+    ids = list(dict.fromkeys(instance_ids))
+    # EC2 caps the values of one filter (200), so big clusters are looked up in batches.
+    for start in range(0, len(ids), FILTER_BATCH):
+        with aws_call("ec2:DescribeInstances"):
+            pages = ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": ids[start : start + FILTER_BATCH]}]
+            )
+            for page in pages:
+                for reservation in page.get("Reservations", []):
+                    for instance in reservation.get("Instances", []):
+                        profile = instance.get("IamInstanceProfile", {}).get("Arn")
+                        found[instance["InstanceId"]] = profile or None
     return found
 
 

@@ -38,6 +38,7 @@ from xray_operator.policy.report import (
     TRUST_POLICY_MISMATCH,
     UNVERIFIABLE,
     IdentityKind,
+    TriStatus,
     role_name,
 )
 from xray_operator.policy.trust import ASSUME_ROLE_ACTION
@@ -304,17 +305,23 @@ class RoleChecker:
             resolved = resolve_roles(targets, ec2_for, self.iam)
         except CheckerError as exc:
             return [_unknown("nodeRole", "", sorted(t.node for t in targets), exc)], unchecked
+        # Nodes sharing a role share one entry; so do all nodes with the same problem
+        # (a big node group without an instance profile is one finding, not hundreds).
         groups: dict[tuple[str, str], list[str]] = {}
-        for node, key in sorted(resolved.items()):
+        refs: dict[tuple[str, str], list[str]] = {}
+        for node, (what, ref) in sorted(resolved.items()):
+            key = (what, ref) if what in ("role", "profileWithoutRole") else (what, "")
             groups.setdefault(key, []).append(node)
+            refs.setdefault(key, []).append(ref)
         results: list[IdentityResult] = []
         for (what, ref), members in sorted(groups.items()):
             if what == "role":
                 results.append(self.check_role("nodeRole", ref, members, assume_target)[0])
                 continue
-            message, reason, allowed, fix = {
+            shown = ", ".join(refs[(what, ref)][:5]) + (" ..." if len(members) > 5 else "")
+            problems: dict[str, tuple[str, str, TriStatus, str]] = {
                 "noProfile": (
-                    f"instance {ref} has no instance profile, so the daemon there has no "
+                    f"instance(s) {shown} have no instance profile, so the daemon there has no "
                     "credentials",
                     NO_INSTANCE_PROFILE,
                     "False",
@@ -327,18 +334,19 @@ class RoleChecker:
                     f"add a role with {MANAGED_POLICY} to instance profile {role_name(ref)}",
                 ),
                 "notFound": (
-                    f"instance {ref} not found in EC2 (other account or region?)",
+                    f"instance(s) {shown} not found in EC2 (other account or region?)",
                     INSTANCE_NOT_FOUND,
                     "Unknown",
                     "run the check with credentials for the account that owns the nodes",
                 ),
-            }[what]
+            }
+            message, reason, allowed, fix = problems[what]
             results.append(
                 IdentityResult(
                     kind="nodeRole",
                     role_arn="",
                     nodes=tuple(members),
-                    allowed=allowed,  # type: ignore[arg-type]
+                    allowed=allowed,
                     reason=reason,
                     message=message,
                     fix=fix,
