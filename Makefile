@@ -67,5 +67,11 @@ test-unit: setup
 test-integration: setup k8s-bins
 	$(PYTEST) tests/integration
 
+# Benchmarks against the floor a plain client sets on the same API server (BENCHMARKS.md).
+# Uses the local cluster (XRAY_DEV_CLUSTER_DIR, default .cache/cluster); stops it afterwards
+# only if it started it.
+bench: setup k8s-bins
+	@PYTHONPATH=devtools:. $(PY) -m bench
+
 clean:
 	rm -rf $(VENV) .cache/cluster

@@ -29,7 +29,7 @@ from bench.common import (
     Audit,
     Figure,
     Results,
-    delete_namespaces,
+    delete_deployments,
     kube_for,
     log,
     memory_kib,
@@ -80,6 +80,16 @@ def versions(kube: Kube) -> Obj:
     return out
 
 
+ORDER = ("reconcile", "injection", "steady", "webhook", "memory")
+
+
+def in_order(figures: list[Figure]) -> list[Figure]:
+    """The order of BENCHMARKS.md (figure 1..5), whatever order the phases ran in."""
+    def key(f: Figure) -> int:
+        return next((i for i, p in enumerate(ORDER) if f.figure.startswith(p)), len(ORDER))
+    return sorted(figures, key=key)
+
+
 def table(figures: list[Figure]) -> str:
     rows = [("figure", "value", "unit", "budget", "pass")]
     for f in figures:
@@ -101,17 +111,17 @@ def run(results: Results, cluster: local_cluster.Cluster, meta: Obj) -> None:
     audit = Audit(cluster, kube)
     workers = injection.operator_workers()
 
-    log(f"phase 1/7: floors (plain client, operator not running): reconcile x{reconcile.RUNS}")
-    floor_reconcile = reconcile.measure_floor(kube)
+    half = (reconcile.RUNS + 1) // 2
+    log(f"phase 1/8: floors (plain client, operator not running): reconcile x{half}")
+    floor_reconcile = reconcile.measure_floor(kube, half, "a")
     floors: dict[int, float] = {}
     for n in injection.SIZES:
-        log(f"phase 1/7: floor for injection, N={n}")
+        log(f"phase 1/8: floor for injection, N={n}")
         floors[n] = injection.measure_floor(kube, n, workers)
-    log("phase 1/7: removing the floor's namespaces (the operator must not find them)")
-    delete_namespaces(kube, [reconcile.FLOOR_NAMESPACE,
-                             *(injection.floor_namespace(n) for n in injection.SIZES)])
+    log("phase 1/8: removing the floor's namespaces (the operator must not find them)")
+    delete_deployments(kube, [injection.floor_namespace(n) for n in injection.SIZES])
 
-    log("phase 2/7: starting the operator")
+    log("phase 2/8: starting the operator")
     op = Operator(cluster)
     try:
         op.start()
@@ -120,26 +130,26 @@ def run(results: Results, cluster: local_cluster.Cluster, meta: Obj) -> None:
         meta["operator_command"] = " ".join(op.command)
         steady.wait_idle(op, "start-up")
 
-        log(f"phase 3/7: reconcile, operator x{reconcile.RUNS}")
-        reconcile.report(results, floor_reconcile, reconcile.measure_operator(kube))
+        log(f"phase 3/8: reconcile, operator x{reconcile.RUNS}")
+        operator_reconcile = reconcile.measure_operator(kube)
 
         for n in injection.SIZES:
-            log(f"phase 4/7: injection, N={n}")
+            log(f"phase 4/8: injection, N={n}")
             seconds, writes, posted = injection.measure_operator(kube, audit, n)
             injection.report(results, n, floors[n], seconds, writes, posted, workers)
             steady.wait_idle(op, f"after injecting {n}")
 
-        log(f"phase 5/7: memory with {steady.MEMORY_TOTAL} Deployments")
+        log(f"phase 5/8: memory with {steady.MEMORY_TOTAL} Deployments")
         steady.measure_memory(results, kube, op)
 
-        log(f"phase 6/7: webhook, {webhook.RATE} Pod creations/s for {webhook.SECONDS} s")
+        log(f"phase 6/8: webhook, {webhook.RATE} Pod creations/s for {webhook.SECONDS} s")
         webhook.setup(kube, op)
         buckets, client, created = webhook.measure_apiserver(kube)
-        log("phase 6/7: webhook, direct AdmissionReviews to the operator's endpoint")
+        log("phase 6/8: webhook, direct AdmissionReviews to the operator's endpoint")
         direct, patched = webhook.measure_direct(op)
         webhook.report(results, buckets, client, created, direct, patched)
 
-        log(f"phase 7/7: steady state, {steady.WINDOW:.0f} s")
+        log(f"phase 7/8: steady state, {steady.WINDOW:.0f} s")
         steady.measure_steady(results, kube, audit, op)
         mem = memory_kib(op.pid)
         results.add(Figure("memory: operator RSS at the end", round(mem["VmRSS"] / 1024, 1),
@@ -148,7 +158,14 @@ def run(results: Results, cluster: local_cluster.Cluster, meta: Obj) -> None:
             raise RuntimeError(f"the operator died:\n{op.tail()}")
     finally:
         op.stop()
-        cleanup(kube)
+    rest = reconcile.RUNS - half
+    log(f"phase 8/8: floors again, operator stopped: reconcile x{rest}")
+    floor_reconcile += reconcile.measure_floor(kube, rest, "b")
+    reconcile.report(results, floor_reconcile, operator_reconcile)
+
+
+def kuber(cluster: local_cluster.Cluster) -> Kube:
+    return kube_for(cluster, pool=2)
 
 
 def cleanup(kube: Kube) -> None:
@@ -187,19 +204,22 @@ def main(argv: list[str]) -> int:
     log(f"cluster: {local_cluster.STATE_DIR}")
     try:
         with local_cluster.running() as cluster:
-            run(results, cluster, meta)
+            try:
+                run(results, cluster, meta)
+            finally:
+                cleanup(kuber(cluster))
     except Exception as err:
         error = f"{type(err).__name__}: {err}"
         traceback.print_exc()
         log(f"FAILED: {error}")
     meta["duration_s"] = round(time.monotonic() - started, 1)
     out = {**meta, "notes": results.notes, "error": error,
-           "figures": [f.as_json() for f in results.figures]}
+           "figures": [f.as_json() for f in in_order(results.figures)]}
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print()
-    print(table(results.figures))
+    print(table(in_order(results.figures)))
     for note in results.notes:
         print(f"note: {note}")
     failed = [f.figure for f in results.figures if f.passed is False]
