@@ -205,6 +205,12 @@ def test_steady_state_sends_no_writes(
     apply(cluster, tracingconfig("quiet", namespace))
     wait_for(lambda: ready(cluster, namespace, "quiet"), timeout=60, what="Ready")
     wait_for(lambda: len(running_daemons(cluster, namespace, "quiet")) == NODE_COUNT, timeout=60)
+    # Namespaces of earlier tests still being deleted are changes; wait until they are gone.
+    wait_for(
+        lambda: "Terminating" not in cluster.kubectl("get", "namespaces").stdout,
+        timeout=120,
+        what="no namespace terminating",
+    )
     time.sleep(5)  # let status settle (daemons becoming ready is a real change)
     wait_audit_flush()
     since = time.time()

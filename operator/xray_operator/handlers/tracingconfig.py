@@ -14,6 +14,7 @@ import kopf
 from xray_operator.constants import GROUP, PLURAL, VERSION
 from xray_operator.handlers.common import configs_from, index_from, plain, post
 from xray_operator.reconcile import runtime
+from xray_operator.reconcile.kube import KubeError
 from xray_operator.reconcile.tracingconfig import reconcile, refresh_default_conflict
 
 
@@ -41,9 +42,13 @@ async def reconcile_config(body: kopf.Body, **kwargs: Any) -> None:
 async def _reconcile(body: dict[str, Any], index: kopf.Index[Any, Any]) -> None:
     meta = body["metadata"]
     async with runtime.lock_for(meta["namespace"], meta["name"]):
-        outcome = await asyncio.to_thread(
-            reconcile, runtime.kube(), body, configs=configs_from(index)
-        )
+        try:
+            outcome = await asyncio.to_thread(
+                reconcile, runtime.kube(), body, configs=configs_from(index)
+            )
+        except KubeError as err:
+            # API hiccups and races (409, 5xx, throttling) are retried; kopf logs each attempt.
+            raise kopf.TemporaryError(f"reconcile failed: {err}", delay=5) from err
     post(body, outcome.events)
     await _refresh_other_defaults(body, index)
     if outcome.invalid:

@@ -214,6 +214,11 @@ def refresh_daemon_status(kube: Kube, tc: Obj, ds: Obj | None, configs: list[Obj
     return outcome
 
 
+def namespace_terminating(kube: Kube, namespace: str) -> bool:
+    ns = kube.get("v1", "Namespace", None, namespace)
+    return ns is None or bool(ns["metadata"].get("deletionTimestamp"))
+
+
 def reconcile_child(
     kube: Kube, tc: Obj, child: Obj, *, deleted: bool, configs: list[Obj]
 ) -> Outcome:
@@ -231,6 +236,11 @@ def reconcile_child(
     current: Obj | None = None if deleted else child
     if current is not None and not owned_by(current, tc):
         return outcome
+    if child["metadata"].get("deletionTimestamp"):
+        return outcome  # on its way out (namespace or config deletion); its DELETED event follows
+    namespace = child["metadata"]["namespace"]
+    if (deleted or not in_sync(current, wanted)) and namespace_terminating(kube, namespace):
+        return outcome  # the namespace controller is removing everything; don't fight it
     if deleted:
         # The TracingConfig may be going away (garbage collection deletes its children):
         # only re-create for the same live incarnation.
