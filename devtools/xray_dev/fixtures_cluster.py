@@ -17,6 +17,9 @@ import pytest
 
 from xray_dev import cluster as local_cluster
 
+# Never let boto3 in a test (or an operator it starts) reach for the EC2 metadata address.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
 CRD_FILE = local_cluster.ROOT / "crds" / "tracingconfig.yaml"
 
 
@@ -97,11 +100,11 @@ def crd(cluster: local_cluster.Cluster) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: local_cluster.Cluster) -> Iterator[Any]:
+def operator(cluster: local_cluster.Cluster, moto_server: Any) -> Iterator[Any]:
     """The operator as a process, authenticated as its own ServiceAccount from
-    manifests/install.yaml (so a missing RBAC rule fails the tests). Tests may kill and restart
-    it (`operator.kill()`, `operator.start()`)."""
+    manifests/install.yaml (so a missing RBAC rule fails the tests), with AWS pointed at the
+    session's moto server. Tests may kill and restart it (`operator.kill()`, `operator.start()`)."""
     from xray_dev.operator_proc import running_operator
 
-    with running_operator(cluster) as op:
+    with running_operator(cluster, **moto_server.env()) as op:
         yield op

@@ -305,7 +305,7 @@ class DaemonSetStatus(_Status):
 
 
 class IdentityStatus(_Status):
-    kind: Literal["nodeRole", "irsa"]
+    kind: Literal["nodeRole", "irsa", "daemonRole"]
     role_arn: str = ""
     nodes: list[str] = Field(default_factory=list)
     allowed: TriState = "Unknown"

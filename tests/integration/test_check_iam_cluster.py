@@ -250,11 +250,6 @@ def test_report_status_is_accepted_verbatim_by_the_crd(
     assert write_iam_status(kube_env, namespace, "xray", status) == status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CRD status.iam.identities[].kind enum lacks daemonRole (spec.daemon.roleArn); "
-    "remove this mark once crds/tracingconfig.yaml and model.IdentityStatus add it",
-)
 def test_daemon_role_identity_kind_is_accepted_by_the_crd(
     kube_env: Any, crd: Path, namespace: str
 ) -> None:

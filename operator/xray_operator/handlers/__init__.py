@@ -1,5 +1,5 @@
 """kopf handlers. Importing this package registers them all."""
 
-from xray_operator.handlers import children, startup, tracingconfig
+from xray_operator.handlers import children, iam, startup, tracingconfig
 
-__all__ = ["children", "startup", "tracingconfig"]
+__all__ = ["children", "iam", "startup", "tracingconfig"]

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from xray_operator.constants import GROUP, PLURAL, VERSION
+from xray_operator.handlers import iam
 from xray_operator.handlers.common import configs_from, index_from, plain, post
 from xray_operator.reconcile import runtime
 from xray_operator.reconcile.kube import KubeError
@@ -35,8 +36,10 @@ def tracingconfigs(body: kopf.Body, **_: Any) -> dict[Any, Any]:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def reconcile_config(body: kopf.Body, **kwargs: Any) -> None:
-    await _reconcile(plain(body), index_from(kwargs))
+async def reconcile_config(body: kopf.Body, reason: str, **kwargs: Any) -> None:
+    tc = plain(body)
+    await _reconcile(tc, index_from(kwargs))
+    await iam.after_reconcile(tc, str(reason), index_from(kwargs))
 
 
 async def _reconcile(body: dict[str, Any], index: kopf.Index[Any, Any]) -> None:
