@@ -146,10 +146,19 @@ def _get(cluster: Cluster, path: str, timeout: float = 5) -> tuple[int, bytes]:
 
 
 def _alive(pid: int, name: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except OSError:
-        return False
+    # A process still in exec() of a binary that is not in the page cache yet reads an empty
+    # cmdline for a moment: wait for it rather than call a starting etcd dead (and orphan it).
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            # A zombie (stopped, not yet reaped by its parent) has an empty cmdline too.
+            zombie = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except (OSError, IndexError):
+            return False
+        if cmdline or zombie or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     return os.path.basename(cmdline.decode(errors="replace")) == name
 
 
