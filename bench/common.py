@@ -13,9 +13,11 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +353,29 @@ WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollectio
 
 def is_write(event: Obj) -> bool:
     return event.get("verb") in WRITE_VERBS
+
+
+def received(event: Obj) -> float:
+    """requestReceivedTimestamp as epoch seconds."""
+    text = str(event["requestReceivedTimestamp"]).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
+
+
+def breakdown(events: list[Obj], windows: list[tuple[float, float]]) -> Counter[str]:
+    """Requests received inside any of the (start, end) epoch windows, by "verb resource"."""
+    counts: Counter[str] = Counter()
+    for event in events:
+        stamp = received(event)
+        if any(start <= stamp <= end for start, end in windows):
+            ref = event.get("objectRef") or {}
+            resource = ref.get("resource", "?") + (
+                f"/{ref['subresource']}" if ref.get("subresource") else "")
+            counts[f"{event.get('verb')} {resource}"] += 1
+    return counts
+
+
+def describe_counts(counts: Counter[str], per: float = 1.0) -> str:
+    return ", ".join(f"{name} {n / per:g}" for name, n in counts.most_common())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,9 +27,11 @@ from bench.common import (
     Figure,
     Results,
     Watch,
+    breakdown,
     budgeted,
     create_all,
     deployment,
+    describe_counts,
     list_rv,
     log,
     namespace,
@@ -122,8 +124,10 @@ def operator_namespace(n: int) -> str:
     return f"bench-inject-{n}"
 
 
-def measure_operator(kube: Kube, audit: Audit, n: int) -> tuple[float, Counter[str], int]:
-    """(seconds, operator writes per Deployment name, operator Event creations there)."""
+def measure_operator(kube: Kube, audit: Audit, n: int
+                     ) -> tuple[float, Counter[str], int, Counter[str]]:
+    """(seconds, operator writes per Deployment name, operator Event creations there,
+    all the operator's requests from the trigger until all were injected)."""
     ns = operator_namespace(n)
     namespace(kube, ns)
     audit.mark()
@@ -144,6 +148,7 @@ def measure_operator(kube: Kube, audit: Audit, n: int) -> tuple[float, Counter[s
         return len(seen) >= n
 
     watch = Watch(kube, deployments_path(ns), rv, all_injected).start()
+    wall = time.time()
     started = time.perf_counter()
     kube.request("POST", tc_collection(CONFIG_NAMESPACE),
                  body=tracing_config(CONFIG_NAMESPACE, config_name(n)))
@@ -162,11 +167,11 @@ def measure_operator(kube: Kube, audit: Audit, n: int) -> tuple[float, Counter[s
             writes[ref.get("name", "")] += 1
         elif ref.get("resource") == "events":
             posted += 1
-    return elapsed, writes, posted
+    return elapsed, writes, posted, breakdown(events, [(wall, wall + elapsed)])
 
 
 def report(results: Results, n: int, floor: float, operator: float, writes: Counter[str],
-           posted: int, workers: int) -> None:
+           posted: int, workers: int, requests: Counter[str]) -> None:
     results.add(Figure(f"injection N={n}: floor ({workers} concurrent PATCH)", round(floor, 3),
                        "s"))
     results.add(Figure(f"injection N={n}: operator (config applied -> all injected)",
@@ -183,6 +188,10 @@ def report(results: Results, n: int, floor: float, operator: float, writes: Coun
                          f"plus {posted} Events created in the namespace"))
     fig.passed = exact
     results.add(fig)
+    results.add(Figure(f"injection N={n}: operator requests per workload (floor: 1)",
+                       round(sum(requests.values()) / n, 2), "requests",
+                       note="from the config's creation until all were injected: "
+                       + describe_counts(requests)))
 
 
 def cleanup_configs(kube: Kube) -> None:

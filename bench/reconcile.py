@@ -11,9 +11,23 @@ TracingConfig. Median of RUNS each.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
-from bench.common import Figure, Results, Watch, budgeted, list_rv, log, median, namespace
+from bench.common import (
+    Audit,
+    Figure,
+    Results,
+    Watch,
+    breakdown,
+    budgeted,
+    describe_counts,
+    list_rv,
+    log,
+    median,
+    namespace,
+)
+from xray_dev.operator_proc import OPERATOR_USER
 from xray_operator.constants import API_VERSION, KIND, PLURAL
 from xray_operator.model import TracingConfig
 from xray_operator.reconcile.children import with_ownership
@@ -78,10 +92,12 @@ def _status_written(name: str) -> Any:
     return done
 
 
-def operator_once(kube: Kube, ns: str, name: str) -> float:
+def operator_once(kube: Kube, ns: str, name: str) -> tuple[float, tuple[float, float]]:
+    """(seconds, the run's window in epoch seconds)."""
     collection = tc_collection(ns)
     _, rv = list_rv(kube, collection)
     watch = Watch(kube, collection, rv, _status_written(name)).start()
+    wall = time.time()
     started = time.perf_counter()
     tc = kube.request("POST", collection, body=tracing_config(ns, name))
     finished = watch.wait(60, f"the status of TracingConfig {ns}/{name}")
@@ -90,26 +106,31 @@ def operator_once(kube: Kube, ns: str, name: str) -> float:
         meta = child["metadata"]
         if kube.get(child["apiVersion"], child["kind"], meta["namespace"], meta["name"]) is None:
             raise RuntimeError(f"status written but {child['kind']} {meta['name']} missing")
-    return finished - started
+    return finished - started, (wall, wall + (finished - started))
 
 
-def measure_operator(kube: Kube) -> list[float]:
+def measure_operator(kube: Kube, audit: Audit) -> tuple[list[float], Counter[str]]:
+    """Times of RUNS runs, and the operator's requests inside those runs' windows."""
     namespace(kube, OPERATOR_NAMESPACE)
+    audit.mark()
     times = []
+    windows = []
     for i in range(RUNS + 1):
         name = f"op-{i}"
-        elapsed = operator_once(kube, OPERATOR_NAMESPACE, name)
+        elapsed, window = operator_once(kube, OPERATOR_NAMESPACE, name)
         if i:
             times.append(elapsed)
+            windows.append(window)
         log(f"    operator run {i}/{RUNS}{' (warm-up)' if not i else ''}: "
             f"{elapsed * 1000:.1f} ms")
         time.sleep(1.0)  # let the daemon pods' status updates settle
         kube.delete(API_VERSION, KIND, OPERATOR_NAMESPACE, name)
         time.sleep(1.0)
-    return times
+    return times, breakdown(audit.events(user=OPERATOR_USER), windows)
 
 
-def report(results: Results, floor: list[float], operator: list[float]) -> None:
+def report(results: Results, floor: list[float], operator: list[float],
+           requests: Counter[str]) -> None:
     f_med, o_med = median(floor), median(operator)
     results.add(Figure("reconcile: floor (plain client), median", round(f_med * 1000, 1), "ms",
                        note=f"{len(floor)} runs (half before, half after the operator's), ms: "
@@ -119,3 +140,6 @@ def report(results: Results, floor: list[float], operator: list[float]) -> None:
                        + ", ".join(f"{t * 1000:.0f}" for t in operator)))
     results.add(budgeted("reconcile: operator / floor", round(o_med / f_med, 2), "ratio",
                          "<=", 1.5))
+    per_run = sum(requests.values()) / len(operator)
+    results.add(Figure("reconcile: operator requests per run (floor: 5)", round(per_run, 1),
+                       "requests", note=describe_counts(requests, len(operator))))
