@@ -44,14 +44,20 @@ def cert_dir() -> Path:
 
 
 @kopf.on.startup()
-def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure_admission(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     ours = Settings()
     if not ours.webhook_port:
         return
     hosts = service_hosts(ours.webhook_service, ours.operator_namespace)
     if ours.webhook_host and ours.webhook_host not in hosts:
         hosts.append(ours.webhook_host)
-    certs = ensure(cert_dir(), hosts)
+    try:
+        certs = ensure(cert_dir(), hosts)
+    except OSError as err:
+        # Deployment mode does not need the webhook: run without it rather than not at all.
+        logger.error(f"webhook mode unavailable: cannot write certificates to {cert_dir()} "
+                     f"({err}); mount a writable volume there or set {CERT_DIR_ENV}")
+        return
     settings.admission.server = kopf.WebhookServer(
         addr="0.0.0.0",
         port=ours.webhook_port,
