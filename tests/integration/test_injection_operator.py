@@ -26,7 +26,7 @@ from xray_dev.cluster import Cluster
 from xray_dev.fixtures_cluster import wait_for
 from xray_operator.constants import API_VERSION, INJECT_ANNOTATION, INJECTED_BY_ANNOTATION, KIND
 from xray_operator.reconcile.kube import Kube
-from xray_operator.render.webhook import configuration_name
+from xray_operator.render.webhook import WEBHOOK_ID, configuration_name
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +57,7 @@ class Operator:
             "XRAY_OPERATOR_OPERATOR_NAMESPACE": operator_ns,
             "XRAY_OPERATOR_NAMESPACES": json.dumps([namespace]),
             "XRAY_OPERATOR_WEBHOOK_CERT_DIR": str(workdir / "certs"),
+            "PYTHONUNBUFFERED": "1",  # the log shows each admission call as it happens
         }
         self.args = [str(KOPF), "run", "--standalone", "--namespace", namespace,
                      "-m", "xray_operator.handlers.injection",
@@ -77,6 +78,9 @@ class Operator:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def admission_calls(self) -> int:
+        return self.log.read_text().count(f"Webhook '{WEBHOOK_ID}'")
 
     def listening(self) -> bool:
         with socket.socket() as sock:
@@ -207,12 +211,16 @@ def test_pods_get_the_address_at_admission_and_creation_survives_an_outage(
     assert live["metadata"]["generation"] == created["metadata"]["generation"]
     assert live["spec"]["template"] == created["spec"]["template"]
 
-    # A Pod that opted out is admitted unchanged (the API server does not even call us).
+    # A Pod that opted out is admitted unchanged: matchConditions keep the API server from
+    # even calling the webhook.
+    calls = operator.admission_calls()
+    assert calls >= 1
     opted_out = kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "opted-out", "annotations": {INJECT_ANNOTATION: "false"}},
         "spec": {"containers": [{"name": "app", "image": PAUSE}]}})
     assert ADDR not in env(opted_out)
+    assert operator.admission_calls() == calls
 
     # Operator down: Pods are still created, just without the variable.
     operator.stop()
