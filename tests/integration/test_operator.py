@@ -211,7 +211,7 @@ def test_steady_state_sends_no_writes(
         timeout=120,
         what="no namespace terminating",
     )
-    time.sleep(5)  # let status settle (daemons becoming ready is a real change)
+    time.sleep(10)  # let status settle and retries of earlier work end
     wait_audit_flush()
     since = time.time()
     time.sleep(60)

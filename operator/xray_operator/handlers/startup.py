@@ -26,6 +26,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    # Fewer, shorter retries of failed API calls: an Event for a namespace that is being
+    # deleted is refused forever, and each retry is a write request.
+    settings.networking.error_backoffs = [1, 2, 5]
     settings.execution.max_workers = 8
     if ours.peering:
         settings.peering.name = ours.peering
