@@ -359,3 +359,14 @@ def test_the_operators_own_daemonset_is_never_injected() -> None:
     daemon["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "xray-operator"}
     plan = plan_workload(daemon, {INJECT_ANNOTATION: "true"}, TARGETS)
     assert not plan.needs_write and plan.decision.target is None
+
+
+def test_narrowing_the_containers_annotation_releases_the_others() -> None:
+    workload = deployment({INJECT_ANNOTATION: "true"},
+                          containers=[{"name": "app", "image": "a"},
+                                      {"name": "worker", "image": "w"}])
+    live = as_applied(workload, plan_workload(workload, {}, TARGETS).body)
+    live["metadata"]["annotations"][CONTAINERS_ANNOTATION] = "app"
+    plan = plan_workload(live, {}, TARGETS)
+    assert plan.needs_write
+    assert list(env_of(plan.body)) == ["app"]

@@ -54,7 +54,7 @@ def test_pod_in_an_opted_in_namespace_gets_the_address_and_stays_valid() -> None
     assert env(result) == [{"name": ADDR, "value": HOOKED.address}]
     record = json.loads(result["metadata"]["annotations"][INJECTED_BY_ANNOTATION])
     assert record["config"] == "xray-system/hooked"
-    kubernetes_validate.validate(result, "1.30", strict=True)
+    kubernetes_validate.validate(result, "1.36.0", strict=True)
 
 
 def test_existing_env_and_annotations_are_appended_to_not_replaced() -> None:

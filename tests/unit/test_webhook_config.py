@@ -15,7 +15,7 @@ CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 def test_service_backed_configuration_is_valid_and_fails_open() -> None:
     config = mutating_webhook_configuration(
         CA, operator_namespace="xray-system", service="xray-operator-webhook")
-    kubernetes_validate.validate(config, "1.30", strict=True)
+    kubernetes_validate.validate(config, "1.36.0", strict=True)
     (hook,) = config["webhooks"]
     assert hook["failurePolicy"] == "Ignore"
     assert 2 <= hook["timeoutSeconds"] <= 5
@@ -38,7 +38,7 @@ def test_system_and_operator_namespaces_are_never_sent() -> None:
 def test_url_form_for_a_webhook_outside_the_cluster() -> None:
     config = mutating_webhook_configuration(
         CA, operator_namespace="xray-system", url="https://127.0.0.1:9443/")
-    kubernetes_validate.validate(config, "1.30", strict=True)
+    kubernetes_validate.validate(config, "1.36.0", strict=True)
     assert config["webhooks"][0]["clientConfig"]["url"] == f"https://127.0.0.1:9443/{WEBHOOK_ID}"
 
 
@@ -52,7 +52,7 @@ def test_long_timeouts_are_refused(seconds: int) -> None:
 def test_an_operator_watching_some_namespaces_only_gets_their_pods() -> None:
     config = mutating_webhook_configuration(CA, operator_namespace="xray-system",
                                             url="https://h", namespaces=["shop", "api"])
-    kubernetes_validate.validate(config, "1.30", strict=True)
+    kubernetes_validate.validate(config, "1.36.0", strict=True)
     expressions = config["webhooks"][0]["namespaceSelector"]["matchExpressions"]
     assert {"key": "kubernetes.io/metadata.name", "operator": "In",
             "values": ["api", "shop"]} in expressions
