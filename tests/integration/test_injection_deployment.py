@@ -356,3 +356,33 @@ def test_two_hundred_deployments_are_each_injected_with_one_write(
     assert not any(r.wrote for r in reconcile(kube, namespace).values())
     # Informational on a shared 2-core machine; bench/ holds the enforced ratio.
     record_property("inject_vs_floor_ratio", round(elapsed / (per_patch * count), 2))
+
+
+def test_a_gitops_owner_of_the_old_value_is_not_overridden(
+    kube: Kube, namespace: str, crd: Any
+) -> None:
+    """A GitOps tool that applied the injected entry itself co-owns it; when the address
+    changes, injection reports the conflict instead of fighting over the value."""
+    tracing_config(kube, namespace, default=True)
+    original = create(kube, workload(namespace, "gitops", replicas=0,
+                                     annotations={INJECT_ANNOTATION: "true"}))
+    reconcile(kube, namespace)
+    address = f"default-daemon.{namespace}.svc.cluster.local:2000"
+    kube.apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "gitops", "namespace": namespace},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "app", "env": [{"name": ADDR, "value": address}]}]}}}},
+               field_manager="argocd", force=False)
+
+    kube.merge_patch(API_VERSION, KIND, namespace, "default",
+                     {"spec": {"daemon": {"udpPort": 2100, "tcpPort": 2100}}})
+    result = reconcile(kube, namespace)["gitops"]
+
+    assert not result.wrote and result.error is not None and "argocd" in result.error
+    assert env_of(get(kube, original)) == {ADDR: address}
+    assert [e["reason"] for e in events(kube, namespace, "gitops")].count("InjectionConflict") == 1
+
+    # Asked again with nothing changed: same report, no new request, no new Event.
+    again = reconcile(kube, namespace)["gitops"]
+    assert again.error == result.error and not again.wrote
+    assert [e["reason"] for e in events(kube, namespace, "gitops")].count("InjectionConflict") == 1

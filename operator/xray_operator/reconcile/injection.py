@@ -110,6 +110,11 @@ def reconcile_workload(
     metadata = workload.get("metadata") or {}
     key = (workload.get("kind", ""), metadata.get("namespace", ""), metadata.get("name", ""))
     with _lock_for(key):
+        refused = _refused.get(key)
+        if plan.needs_write and refused and refused[:2] == (plan.body, metadata.get("generation")):
+            # Refused before for this very body and spec: asking again (and posting another
+            # Event on every status update) changes nothing until someone edits the workload.
+            return _result(workload, plan, False, refused[2])
         if plan.needs_write and _written.get(key) == plan.body:
             # We sent this very body already: the object we hold is probably older than our
             # write (watch events queue up, a full pass lists while events arrive). A read is
@@ -122,6 +127,9 @@ def reconcile_workload(
         wrote, error = _write(kube, plan)
         if wrote:
             _written[key] = plan.body
+            _refused.pop(key, None)
+        elif error:
+            _refused[key] = (plan.body, (workload.get("metadata") or {}).get("generation"), error)
     result = _result(workload, plan, wrote, error)
     if events and (wrote or error):
         _report(kube, workload, plan, result)
@@ -132,6 +140,8 @@ def reconcile_workload(
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 _written: dict[tuple[str, str, str], Obj] = {}
+# Per workload: (body, generation, error) of the last apply the API server refused.
+_refused: dict[tuple[str, str, str], tuple[Obj, Any, str]] = {}
 
 
 def _lock_for(key: tuple[str, str, str]) -> threading.Lock:
