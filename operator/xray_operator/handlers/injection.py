@@ -146,9 +146,18 @@ def _summary(result: InjectionResult | None) -> Any:
             result.error)
 
 
-@kopf.on.event("apps", "v1", "deployments")
-@kopf.on.event("apps", "v1", "statefulsets")
-@kopf.on.event("apps", "v1", "daemonsets")
+def _relevant(body: kopf.Body, **kwargs: Any) -> bool:
+    """kopf's filter: the handler (and its log line) only for workloads that may be ours."""
+    meta = body["metadata"]
+    if (body.get("kind", ""), meta["namespace"], meta["name"]) in _results:
+        return True
+    return _maybe_ours(
+        body, namespace_annotations_from(kwargs["injection_namespaces"], meta["namespace"]))
+
+
+@kopf.on.event("apps", "v1", "deployments", when=_relevant)
+@kopf.on.event("apps", "v1", "statefulsets", when=_relevant)
+@kopf.on.event("apps", "v1", "daemonsets", when=_relevant)
 async def workload_event(
     body: kopf.Body, type: str | None, logger: kopf.Logger, **kwargs: Any
 ) -> None:
