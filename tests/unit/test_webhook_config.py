@@ -56,3 +56,15 @@ def test_an_operator_watching_some_namespaces_only_gets_their_pods() -> None:
     expressions = config["webhooks"][0]["namespaceSelector"]["matchExpressions"]
     assert {"key": "kubernetes.io/metadata.name", "operator": "In",
             "values": ["api", "shop"]} in expressions
+
+
+def test_server_defaults_do_not_count_as_drift_but_a_new_ca_does() -> None:
+    from xray_operator.reconcile.webhook import contains
+
+    desired = mutating_webhook_configuration(CA, operator_namespace="x", url="https://h")
+    live = {**desired, "metadata": {**desired["metadata"], "uid": "u", "generation": 1}}
+    live["webhooks"] = [{**desired["webhooks"][0], "matchPolicy": "Equivalent",
+                         "objectSelector": desired["webhooks"][0]["objectSelector"]}]
+    assert contains(live, desired)
+    rotated = mutating_webhook_configuration(b"other CA", operator_namespace="x", url="https://h")
+    assert not contains(live, rotated)
