@@ -7,6 +7,7 @@ import base64
 import kubernetes_validate
 import pytest
 
+from xray_operator.reconcile.webhook import contains
 from xray_operator.render.webhook import WEBHOOK_ID, mutating_webhook_configuration
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -59,8 +60,6 @@ def test_an_operator_watching_some_namespaces_only_gets_their_pods() -> None:
 
 
 def test_server_defaults_do_not_count_as_drift_but_a_new_ca_does() -> None:
-    from xray_operator.reconcile.webhook import contains
-
     desired = mutating_webhook_configuration(CA, operator_namespace="x", url="https://h")
     live = {**desired, "metadata": {**desired["metadata"], "uid": "u", "generation": 1}}
     live["webhooks"] = [{**desired["webhooks"][0], "matchPolicy": "Equivalent",
