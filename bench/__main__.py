@@ -29,6 +29,7 @@ from bench.common import (
     Audit,
     Figure,
     Results,
+    cpu_seconds,
     delete_deployments,
     kube_for,
     log,
@@ -113,12 +114,13 @@ def run(results: Results, cluster: local_cluster.Cluster, meta: Obj) -> None:
     half = (reconcile.RUNS + 1) // 2
     log(f"phase 1/8: floors (plain client, operator not running): reconcile x{half}")
     floor_reconcile = reconcile.measure_floor(kube, half, "a")
-    floors: dict[int, float] = {}
+    floors: dict[int, list[float]] = {}
     for n in injection.SIZES:
-        log(f"phase 1/8: floor for injection, N={n}")
-        floors[n] = injection.measure_floor(kube, n, workers)
+        for r in range(injection.repeats(n)):
+            log(f"phase 1/8: floor for injection, N={n} (run {r + 1}/{injection.repeats(n)})")
+            floors.setdefault(n, []).append(injection.measure_floor(kube, n, r, workers))
     log("phase 1/8: removing the floor's namespaces (the operator must not find them)")
-    delete_deployments(kube, [injection.floor_namespace(n) for n in injection.SIZES])
+    delete_deployments(kube, injection.floor_namespaces())
 
     log("phase 2/8: starting the operator")
     op = Operator(cluster)
@@ -134,9 +136,14 @@ def run(results: Results, cluster: local_cluster.Cluster, meta: Obj) -> None:
 
         for n in injection.SIZES:
             log(f"phase 4/8: injection, N={n}")
-            seconds, writes, posted, requests = injection.measure_operator(kube, audit, n)
-            injection.report(results, n, floors[n], seconds, writes, posted, workers, requests)
-            steady.wait_idle(op, f"after injecting {n}")
+            runs = []
+            for r in range(injection.repeats(n)):
+                log(f"phase 4/8: injection, N={n} (run {r + 1}/{injection.repeats(n)})")
+                runs.append(injection.measure_operator(
+                    kube, audit, n, r, lambda: cpu_seconds(op.pid)))
+                steady.wait_idle(op, f"after injecting {n}")
+                runs[-1].cpu = cpu_seconds(op.pid) - runs[-1].cpu_at_trigger
+            injection.report(results, n, floors[n], runs, workers)
 
         log(f"phase 5/8: memory with {steady.MEMORY_TOTAL} Deployments")
         steady.measure_memory(results, kube, op)
@@ -176,8 +183,7 @@ def cleanup(kube: Kube) -> None:
                     configuration_name(OPERATOR_NAMESPACE))
         for ns in (CONFIG_NAMESPACE, reconcile.OPERATOR_NAMESPACE, steady.MEMORY_NAMESPACE,
                    webhook.LOAD_NAMESPACE, reconcile.FLOOR_NAMESPACE,
-                   *(injection.operator_namespace(n) for n in injection.SIZES),
-                   *(injection.floor_namespace(n) for n in injection.SIZES)):
+                   *injection.operator_namespaces(), *injection.floor_namespaces()):
             kube.delete("v1", "Namespace", None, ns)
     except Exception as err:  # best effort
         log(f"cleanup: {err}")
