@@ -31,23 +31,44 @@ def install(cluster: Cluster) -> None:
     """Apply manifests/install.yaml; the in-cluster operator Deployment is scaled to zero
     because the process under test plays its part (kwok pods run no code)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(INSTALL))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/tracingconfigs.tracing.xray-operator.dev")
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/tracingconfigs.tracing.xray-operator.dev",
+    )
     cluster.kubectl("scale", "deployment/xray-operator", "-n", OPERATOR_SA[0], "--replicas=0")
 
 
 def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", OPERATOR_SA[1], "-n", OPERATOR_SA[0],
-                            "--duration=24h").stdout.strip()
+    token = cluster.kubectl(
+        "create", "token", OPERATOR_SA[1], "-n", OPERATOR_SA[0], "--duration=24h"
+    ).stdout.strip()
     config = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {
-            "server": cluster.server,
-            "certificate-authority-data": base64.b64encode(cluster.ca_file.read_bytes()).decode(),
-        }}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority-data": base64.b64encode(
+                        cluster.ca_file.read_bytes()
+                    ).decode(),
+                },
+            }
+        ],
         "users": [{"name": "xray-operator", "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "xray-operator",
-                                                   "namespace": OPERATOR_SA[0]}}],
+        "contexts": [
+            {
+                "name": "local",
+                "context": {
+                    "cluster": "local",
+                    "user": "xray-operator",
+                    "namespace": OPERATOR_SA[0],
+                },
+            }
+        ],
         "current-context": "local",
     }
     path.write_text(yaml.safe_dump(config))
@@ -62,6 +83,7 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     liveness_port: int = 0
+    webhook_port: int = field(default_factory=free_port)
     log_path: Path | None = None
     starts: int = 0
 
@@ -76,13 +98,23 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "XRAY_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
             "XRAY_OPERATOR_LOG_LEVEL": "INFO",
+            # The API server calls the webhook on loopback (URL mode), on a port of its own.
+            "XRAY_OPERATOR_WEBHOOK_PORT": str(self.webhook_port),
+            "XRAY_OPERATOR_WEBHOOK_HOST": "127.0.0.1",
+            "XRAY_OPERATOR_WEBHOOK_CERT_DIR": str(
+                self.cluster.state_dir / f"webhook-{os.getpid()}"
+            ),
             **self.env,
         }
         env.pop("KUBERNETES_SERVICE_HOST", None)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [str(VENV_BIN / "xray-operator"), "run"], env=env, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [str(VENV_BIN / "xray-operator"), "run"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -125,7 +157,8 @@ class OperatorProcess:
 def running_operator(cluster: Cluster, **env: str) -> Iterator[OperatorProcess]:
     install(cluster)
     kubeconfig = service_account_kubeconfig(
-        cluster, cluster.state_dir / f"operator-{os.getpid()}.kubeconfig")
+        cluster, cluster.state_dir / f"operator-{os.getpid()}.kubeconfig"
+    )
     op = OperatorProcess(cluster, kubeconfig, env=dict(env))
     op.start()
     try:
@@ -140,8 +173,9 @@ def running_operator(cluster: Cluster, **env: str) -> Iterator[OperatorProcess]:
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
-def audit_events(cluster: Cluster, *, user: str = OPERATOR_USER,
-                 since: float = 0.0) -> list[dict[str, Any]]:
+def audit_events(
+    cluster: Cluster, *, user: str = OPERATOR_USER, since: float = 0.0
+) -> list[dict[str, Any]]:
     """Audit events (ResponseComplete) of `user` received after `since` (epoch seconds)."""
     events = []
     for path in sorted(cluster.audit_log.parent.glob("audit*.log")):
@@ -166,8 +200,10 @@ def writes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def describe(event: dict[str, Any]) -> str:
     ref = event.get("objectRef", {})
-    return (f"{event.get('verb')} {ref.get('resource')}/{ref.get('subresource', '')} "
-            f"{ref.get('namespace', '')}/{ref.get('name', '')}")
+    return (
+        f"{event.get('verb')} {ref.get('resource')}/{ref.get('subresource', '')} "
+        f"{ref.get('namespace', '')}/{ref.get('name', '')}"
+    )
 
 
 def _epoch(stamp: str) -> float:

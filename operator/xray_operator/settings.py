@@ -26,4 +26,8 @@ class Settings(BaseSettings):
     webhook_service: str = Field(
         default="xray-operator-webhook", description="Service in front of the webhook."
     )
-    drift_check_seconds: float = Field(default=300.0, description="Safety-net timer for drift.")
+    webhook_cert_dir: str = Field(
+        default="",
+        description="Writable directory for the webhook's CA and serving certificate "
+        "(default: <tmp>/xray-operator-webhook; an emptyDir in the operator's pod).",
+    )

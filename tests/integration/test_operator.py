@@ -355,3 +355,82 @@ def test_rbac_has_no_wildcards_or_secrets() -> None:
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         assert "secrets" not in rule["resources"]
+
+
+def _env_of(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj["spec"]["template"]["spec"] if "template" in obj.get("spec", {}) else obj["spec"]
+    return {e["name"]: e.get("value") for e in spec["containers"][0].get("env", [])}
+
+
+def test_operator_injects_with_its_own_service_account(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(cluster, tracingconfig("tc", namespace))
+    wait_for(lambda: ready(cluster, namespace, "tc"), timeout=60, what="Ready")
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": namespace,
+            "annotations": {"xray-operator.dev/inject": f"{namespace}/tc"},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10"}]},
+            },
+        },
+    }
+    apply(cluster, yaml.safe_dump(deployment))
+    address = f"tc-daemon.{namespace}.svc.cluster.local:2000"
+    wait_for(
+        lambda: (
+            _env_of(get(cluster, "deployment", "web", "-n", namespace)).get(
+                "AWS_XRAY_DAEMON_ADDRESS"
+            )
+            == address
+        ),
+        timeout=20,
+        what="injected address",
+    )
+    tc = wait_for(
+        lambda: (
+            (t := get(cluster, "tc", "tc", "-n", namespace))
+            and t["status"].get("injectedWorkloads") == 1
+            and t
+        ),
+        timeout=20,
+        what="injectedWorkloads 1",
+    )
+    assert condition(tc, "InjectionHealthy")["status"] == "True"
+
+
+def test_operator_webhook_mode_injects_pods_at_admission(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(cluster, tracingconfig("hooked", namespace, injection={"mode": "webhook"}))
+    wait_for(lambda: ready(cluster, namespace, "hooked"), timeout=60, what="Ready")
+    cluster.kubectl(
+        "annotate", "namespace", namespace, f"xray-operator.dev/inject={namespace}/hooked"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": namespace},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+    }
+    address = f"hooked-daemon.{namespace}.svc.cluster.local:2000"
+
+    def admitted_with_env() -> bool:
+        cluster.kubectl("delete", "pod", "p", "-n", namespace, "--ignore-not-found", "--wait=true")
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(pod))
+        return bool(
+            _env_of(get(cluster, "pod", "p", "-n", namespace)).get("AWS_XRAY_DAEMON_ADDRESS")
+            == address
+        )
+
+    # The webhook configuration is registered once the config asks for webhook mode.
+    wait_for(admitted_with_env, timeout=30, interval=1, what="a Pod mutated at admission")

@@ -1,5 +1,5 @@
 """kopf handlers. Importing this package registers them all."""
 
-from xray_operator.handlers import children, iam, startup, tracingconfig
+from xray_operator.handlers import children, iam, injection, startup, tracingconfig, webhook
 
-__all__ = ["children", "iam", "startup", "tracingconfig"]
+__all__ = ["children", "iam", "injection", "startup", "tracingconfig", "webhook"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ _state: dict[str, Any] = {"ca": None, "wanted": None}
 
 def cert_dir() -> Path:
     default = Path(tempfile.gettempdir()) / "xray-operator-webhook"
-    return Path(os.environ.get(CERT_DIR_ENV) or default)
+    return Path(Settings().webhook_cert_dir or default)
 
 
 @kopf.on.startup()

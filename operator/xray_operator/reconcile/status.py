@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xray_operator.constants import API_VERSION, KIND
-from xray_operator.reconcile.kube import Kube
+from xray_operator.reconcile.kube import Kube, KubeError
 from xray_operator.render.status import (
     Cond,
     merge_conditions,
@@ -64,19 +64,36 @@ def compute(tc: Obj, change: StatusChange) -> tuple[Obj, list[Cond]]:
 
 
 def update_status(
-    kube: Kube, namespace: str, name: str, make_change: Callable[[Obj], StatusChange | None]
+    kube: Kube,
+    namespace: str,
+    name: str,
+    make_change: Callable[[Obj], StatusChange | None],
+    *,
+    attempts: int = 5,
 ) -> StatusResult:
-    """Read the TracingConfig, let `make_change` decide, write the difference (if any)."""
-    tc = kube.get(API_VERSION, KIND, namespace, name)
-    if tc is None or tc["metadata"].get("deletionTimestamp"):
-        return StatusResult(tc=None)
-    change = make_change(tc)
-    if change is None:
-        return StatusResult(tc=tc)
-    patch, changed = compute(tc, change)
-    if not patch:
-        return StatusResult(tc=tc, transitions=changed)
-    updated = kube.merge_patch(
-        API_VERSION, KIND, namespace, name, {"status": patch}, subresource="status"
-    )
-    return StatusResult(tc=updated, written=True, transitions=changed)
+    """Read the TracingConfig, let `make_change` decide, write the difference (if any).
+
+    The patch carries the resourceVersion it was computed from, so two flows (or two threads)
+    writing at once cannot lose each other's conditions: the later one gets 409 Conflict and
+    computes again from the fresh object."""
+    for attempt in range(attempts):
+        tc = kube.get(API_VERSION, KIND, namespace, name)
+        if tc is None or tc["metadata"].get("deletionTimestamp"):
+            return StatusResult(tc=None)
+        change = make_change(tc)
+        if change is None:
+            return StatusResult(tc=tc)
+        patch, changed = compute(tc, change)
+        if not patch:
+            return StatusResult(tc=tc, transitions=changed)
+        body = {"metadata": {"resourceVersion": tc["metadata"]["resourceVersion"]}, "status": patch}
+        try:
+            updated = kube.merge_patch(
+                API_VERSION, KIND, namespace, name, body, subresource="status"
+            )
+        except KubeError as err:
+            if err.conflict and attempt + 1 < attempts:
+                continue
+            raise
+        return StatusResult(tc=updated, written=True, transitions=changed)
+    raise AssertionError("unreachable")
