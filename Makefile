@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 
 .PHONY: help setup lint typecheck test test-unit test-integration k8s-bins cluster-up cluster-down \
-        demo bench e2e-kind render clean
+        demo bench e2e-kind manifests clean
 
 help:
 	@echo "make setup         create .venv and install the package with its dev tools"
@@ -72,6 +72,15 @@ test-integration: setup k8s-bins
 # only if it started it.
 bench: setup k8s-bins
 	@PYTHONPATH=devtools:. $(PY) -m bench
+
+# The kind suite: a real cluster from kind, with the images built and loaded. Skips, saying why,
+# where no Docker engine answers (kind runs its nodes as containers).
+e2e-kind: setup k8s-bins
+	$(PYTEST) tests/e2e_kind -v -rs
+
+# Regenerate manifests/install.yaml from manifests/base/ and crds/.
+manifests:
+	$(PY) scripts/gen-install.py
 
 clean:
 	rm -rf $(VENV) .cache/cluster
