@@ -33,6 +33,7 @@ from bench.common import (
     delete_deployments,
     kube_for,
     log,
+    memory_kib,
     namespace,
 )
 from bench.operator_run import OPERATOR_NAMESPACE, Operator
@@ -102,6 +103,14 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
+def trace_rss(meta: Obj, op: Operator, phase: str) -> None:
+    """The operator's RSS after each phase (JSON only): where the memory goes."""
+    mem = memory_kib(op.pid)
+    meta.setdefault("operator_rss_mib", []).append(
+        {"after": phase, "rss": round(mem["VmRSS"] / 1024, 1),
+         "hwm": round(mem["VmHWM"] / 1024, 1)})
+
+
 def run(results: Results, cluster: local_cluster.Cluster, meta: Obj) -> None:
     kube = kube_for(cluster)
     meta["versions"] = versions(kube)
@@ -131,9 +140,11 @@ def run(results: Results, cluster: local_cluster.Cluster, meta: Obj) -> None:
             results.notes.append(op.note)
         meta["operator_command"] = " ".join(op.command)
         steady.wait_idle(op, "start-up")
+        trace_rss(meta, op, "start-up")
 
         log(f"phase 3/8: reconcile, operator x{reconcile.RUNS}")
         operator_reconcile, reconcile_requests = reconcile.measure_operator(kube, audit)
+        trace_rss(meta, op, "reconcile")
 
         for n in injection.SIZES:
             log(f"phase 4/8: injection, N={n}")
@@ -144,25 +155,30 @@ def run(results: Results, cluster: local_cluster.Cluster, meta: Obj) -> None:
                     kube, audit, n, r, lambda: cpu_seconds(op.pid)))
                 steady.wait_idle(op, f"after injecting {n}")
                 runs[-1].cpu = cpu_seconds(op.pid) - runs[-1].cpu_at_trigger
+                trace_rss(meta, op, f"injection N={n} run {r + 1}")
             operator_injection[n] = runs
 
         log(f"phase 5/8: memory with {steady.MEMORY_TOTAL} Deployments")
         steady.measure_memory(results, kube, op)
+        trace_rss(meta, op, f"{steady.MEMORY_TOTAL} Deployments")
 
         log(f"phase 6/8: webhook, {webhook.RATE} Pod creations/s for {webhook.SECONDS} s")
         webhook.setup(kube, op)
         # Creating the webhook-mode config starts a full injection pass over every workload;
         # the figure is the webhook's answer time, not that pass's.
         steady.wait_idle(op, "after the webhook-mode TracingConfig")
+        trace_rss(meta, op, "webhook-mode TracingConfig (a full injection pass)")
         buckets, client, created = webhook.measure_apiserver(kube)
         log("phase 6/8: webhook, direct AdmissionReviews to the operator's endpoint")
         direct, patched = webhook.measure_direct(op)
         webhook.report(results, buckets, client, created, direct, patched)
+        trace_rss(meta, op, "webhook load")
 
         log(f"phase 7/8: steady state, {steady.WINDOW:.0f} s")
         steady.measure_steady(results, kube, audit, op)
         count = len(kube.request("GET", "/apis/apps/v1/deployments")["items"])
         steady.report_memory(results, op, count)
+        trace_rss(meta, op, "steady state")
         if not op.alive():
             raise RuntimeError(f"the operator died:\n{op.tail()}")
     finally:
