@@ -497,23 +497,40 @@ def _port_open(port: int) -> bool:
     return False
 
 
+def _gone(pid: int) -> bool:
+    """Exited and reaped, or a zombie (its resources are released; init reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
+def _stop(name: str, pid: int, grace: float) -> None:
+    log(f"stopping {name} (pid {pid})")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _gone(pid):
+        log(f"{name} did not stop in {grace:.0f} s; killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def down(state_dir: Path = STATE_DIR) -> None:
     cluster = Cluster.load(state_dir)
     if cluster is not None:
-        # Reverse start order; only PIDs we recorded, and only if they still run our binary.
+        # Reverse start order, one at a time (the API server shuts down cleanly only while
+        # etcd still answers); only PIDs we recorded, and only if they still run our binary.
         for name in reversed(COMPONENTS):
             pid = cluster.pids.get(name)
             if pid and _alive(pid, name):
-                log(f"stopping {name} (pid {pid})")
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name, pid in cluster.pids.items():
-            while _alive(pid, name) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _alive(pid, name):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                _stop(name, pid, grace=10)
     if state_dir.exists():
         shutil.rmtree(state_dir)
         log(f"removed {state_dir}")
