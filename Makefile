@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 
 .PHONY: help setup lint typecheck test test-unit test-integration k8s-bins cluster-up cluster-down \
-        demo bench e2e-kind manifests clean
+        demo demo-down bench e2e-kind manifests clean
 
 help:
 	@echo "make setup         create .venv and install the package with its dev tools"
@@ -72,6 +72,13 @@ test-integration: setup k8s-bins
 # only if it started it.
 bench: setup k8s-bins
 	@PYTHONPATH=devtools:. $(PY) -m bench
+
+# The operator's main job on a local cluster, step by step; leaves it running (make demo-down).
+demo: setup k8s-bins
+	@PYTHONPATH=devtools $(PY) -m xray_dev.demo up
+
+demo-down: setup
+	@PYTHONPATH=devtools $(PY) -m xray_dev.demo down
 
 # The kind suite: a real cluster from kind, with the images built and loaded. Skips, saying why,
 # where no Docker engine answers (kind runs its nodes as containers).

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "xray_dev.fixtures_cluster",
     "xray_dev.fixtures_aws",
+    "xray_dev.fixtures_trace",
 ]

@@ -358,7 +358,7 @@ def _wait(what: str, check: Any, timeout: float, cluster: Cluster, name: str = "
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def node_objects() -> list[dict[str, Any]]:
+def node_objects(instance_ids: tuple[str, ...] = INSTANCE_IDS) -> list[dict[str, Any]]:
     nodes = []
     for i in range(NODE_COUNT):
         name = f"kwok-node-{i}"
@@ -383,7 +383,7 @@ def node_objects() -> list[dict[str, Any]]:
                         "type": "kwok",
                     },
                 },
-                "spec": {"providerID": f"aws:///{ZONES[i % len(ZONES)]}/{INSTANCE_IDS[i]}"},
+                "spec": {"providerID": f"aws:///{ZONES[i % len(ZONES)]}/{instance_ids[i]}"},
                 "status": {
                     "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "500"},
                     "capacity": {"cpu": "32", "memory": "256Gi", "pods": "500"},
@@ -399,8 +399,11 @@ def node_objects() -> list[dict[str, Any]]:
     return nodes
 
 
-def up(state_dir: Path = STATE_DIR) -> tuple[Cluster, bool]:
-    """Start the cluster or reuse a healthy one. Returns (cluster, started_here)."""
+def up(state_dir: Path = STATE_DIR, *,
+       instance_ids: tuple[str, ...] = INSTANCE_IDS) -> tuple[Cluster, bool]:
+    """Start the cluster or reuse a healthy one. Returns (cluster, started_here).
+
+    `instance_ids` become the nodes' EC2 providerIDs (one per node, zones a, b, c)."""
     existing = Cluster.load(state_dir)
     if healthy(existing):
         assert existing is not None
@@ -445,7 +448,7 @@ def up(state_dir: Path = STATE_DIR) -> tuple[Cluster, bool]:
             log(f"starting {name}")
             _start(cluster, name, commands[name])
         log(f"creating {NODE_COUNT} kwok nodes")
-        manifest = "\n---\n".join(yaml.safe_dump(n) for n in node_objects())
+        manifest = "\n---\n".join(yaml.safe_dump(n) for n in node_objects(instance_ids))
         cluster.kubectl(
             "apply", "--server-side", "--field-manager=local-cluster", "-f", "-", input=manifest
         )

@@ -67,9 +67,11 @@ class MotoServer:
         }
 
     @classmethod
-    def start(cls, timeout: float = 60.0) -> MotoServer:
+    def start(cls, timeout: float = 60.0, *, detach: bool = False,
+              log_path: Path | None = None) -> MotoServer:
+        """Start a server; with `detach` it outlives this process (`make demo` leaves it up)."""
         port = _free_port()
-        log = Path(tempfile.mkstemp(prefix="moto-server-", suffix=".log")[1])
+        log = log_path or Path(tempfile.mkstemp(prefix="moto-server-", suffix=".log")[1])
         env = dict(os.environ)
         # AWS managed policies (AWSXRayDaemonWriteAccess, AdministratorAccess) exist in IAM.
         env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
@@ -79,6 +81,7 @@ class MotoServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
+                start_new_session=detach,
             )
         server = cls(process, port, log)
         deadline = time.monotonic() + timeout

@@ -136,8 +136,11 @@ def from_cluster(cluster: Cluster, tracing_config: Path = SAMPLE_TRACING_CONFIG,
     return OperatorOutput("api-server", obj, configmap, daemonset, deployments)
 
 
-def remove_samples(cluster: Cluster, namespace: str = SAMPLE_NAMESPACE) -> None:
-    """Delete the sample apps' namespace (the sample TracingConfig stays: other tests and the
-    demo apply the same one)."""
+def remove_samples(cluster: Cluster, namespace: str = SAMPLE_NAMESPACE,
+                   tracing_config: Path = SAMPLE_TRACING_CONFIG) -> None:
+    """Delete the sample apps' namespace and the sample TracingConfig: a `default: true` config
+    left behind would be the default for every later test in the same cluster."""
     cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found",
                     check=False)
+    cluster.kubectl("delete", "-f", str(tracing_config), "--ignore-not-found", "--wait=true",
+                    "--timeout=60s", check=False)

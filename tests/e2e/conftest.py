@@ -3,11 +3,12 @@ the operator produced (the SEAM below)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from xray_dev import operator_output as produced
 from xray_dev import tracepath
-from xray_dev.fixtures_trace import xray_binary  # noqa: F401  (until tests/conftest.py loads it)
 from xray_dev.moto import MotoServer
 from xray_dev.tracepath import OperatorOutput
 
@@ -20,20 +21,12 @@ def xray_endpoint(moto_server: MotoServer) -> tracepath.XRayEndpoint:
 
 
 @pytest.fixture(scope="session")
-def operator_output() -> OperatorOutput:
-    """SEAM (lead): switch this to the real operator on the real API server.
-
-    Today the objects come from the operator's own pure functions (produced.from_render():
-    `render.desired()` and `render.injection.plan_workload()` for the sample TracingConfig
-    manifests/samples/tracingconfig.yaml and the sample apps).
-
-    To switch: take `request: pytest.FixtureRequest`, make the fixture a generator and
-    replace the body with
-        cluster = request.getfixturevalue("cluster")
-        request.getfixturevalue("operator")  # running, as its own ServiceAccount
-        yield produced.from_cluster(cluster)
-        produced.remove_samples(cluster)
-    which applies the samples and reads back the ConfigMap and DaemonSet `<tc-name>-daemon`
-    and the injected Deployments. Nothing else in tests/e2e needs to change.
-    """
-    return produced.from_render()
+def operator_output(request: pytest.FixtureRequest) -> Iterator[OperatorOutput]:
+    """What the operator produced, read from the real API server: the operator (running as its
+    own ServiceAccount, AWS pointed at moto) renders the sample TracingConfig
+    manifests/samples/tracingconfig.yaml and injects the sample apps; this reads back the
+    ConfigMap and DaemonSet `<tc-name>-daemon` and the injected Deployments."""
+    cluster = request.getfixturevalue("cluster")
+    request.getfixturevalue("operator")
+    yield produced.from_cluster(cluster)
+    produced.remove_samples(cluster)
