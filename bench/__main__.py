@@ -231,6 +231,12 @@ def main(argv: list[str]) -> int:
                  "machine": machine()}
     error: str | None = None
     log(f"cluster: {local_cluster.STATE_DIR}")
+    meta["cluster_reused"] = local_cluster.healthy(local_cluster.Cluster.load())
+    if meta["cluster_reused"]:
+        # Tests or another operator on the same cluster disturb the figures, and the bench's
+        # cluster-wide operator acts on their objects: XRAY_DEV_CLUSTER_DIR gives it its own.
+        log("WARNING: reusing a running cluster; anything else running on it disturbs the "
+            "figures (set XRAY_DEV_CLUSTER_DIR to a directory of its own to avoid that)")
     try:
         with local_cluster.running() as cluster:
             try:
