@@ -315,15 +315,18 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 
 
 class Audit:
-    """Reads the audit log from the offset it had when created (or at `mark()`)."""
+    """Reads the audit log from the offset it had when created (or at `mark()`), across a
+    rotation (--audit-log-maxsize: a long-lived cluster's log is renamed to audit-<time>.log
+    and started afresh)."""
 
     def __init__(self, cluster: Cluster, kube: Kube) -> None:
         self.path = cluster.audit_log
         self.kube = kube
-        self.offset = self.path.stat().st_size
+        self.mark()
 
     def mark(self) -> None:
-        self.offset = self.path.stat().st_size
+        stat = self.path.stat()
+        self.inode, self.offset = stat.st_ino, stat.st_size
 
     def events(self, user: str | None = None) -> list[Obj]:
         """ResponseComplete events since the mark (see events_all_stages)."""
@@ -339,10 +342,22 @@ class Audit:
         return [e for e in lines
                 if user is None or (e.get("user") or {}).get("username") == user]
 
+    def _since_mark(self) -> bytes:
+        if self.path.stat().st_ino == self.inode:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                return handle.read()
+        # Rotated: the rest of the file we marked (now renamed), then the new one.
+        data = b""
+        for old in self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}"):
+            if old.stat().st_ino == self.inode:
+                with old.open("rb") as handle:
+                    handle.seek(self.offset)
+                    data = handle.read()
+        return data + self.path.read_bytes()
+
     def _read(self, marker: str) -> list[Obj] | None:
-        with self.path.open("rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read()
+        data = self._since_mark()
         if marker.encode() not in data:
             return None
         return [json.loads(raw) for raw in data.splitlines() if raw.strip()]
