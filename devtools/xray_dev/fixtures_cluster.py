@@ -99,9 +99,10 @@ def crd(cluster: local_cluster.Cluster) -> Path:
     return CRD_FILE
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(cluster: local_cluster.Cluster, moto_server: Any) -> Iterator[Any]:
-    """The operator as a process, authenticated as its own ServiceAccount from
+    """(Per test module: tests that drive the reconcile functions directly must not race a
+    running operator.) The operator as a process, authenticated as its own ServiceAccount from
     manifests/install.yaml (so a missing RBAC rule fails the tests), with AWS pointed at the
     session's moto server. Tests may kill and restart it (`operator.kill()`, `operator.start()`)."""
     from xray_dev.operator_proc import running_operator

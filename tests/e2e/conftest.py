@@ -20,9 +20,11 @@ def xray_endpoint(moto_server: MotoServer) -> tracepath.XRayEndpoint:
     return tracepath.XRayEndpoint(moto_server.endpoint)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator_output(request: pytest.FixtureRequest) -> Iterator[OperatorOutput]:
-    """What the operator produced, read from the real API server: the operator (running as its
+    """(Per module, so the sample `default: true` config is gone before other tests run.)
+
+    What the operator produced, read from the real API server: the operator (running as its
     own ServiceAccount, AWS pointed at moto) renders the sample TracingConfig
     manifests/samples/tracingconfig.yaml and injects the sample apps; this reads back the
     ConfigMap and DaemonSet `<tc-name>-daemon` and the injected Deployments."""
