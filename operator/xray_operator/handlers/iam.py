@@ -13,7 +13,12 @@ import kopf
 from xray_operator.handlers.common import configs_from, post
 from xray_operator.reconcile import runtime
 from xray_operator.reconcile.iam import checker_retry_delay
-from xray_operator.reconcile.iam_flow import interval_seconds, run_iam_check, seconds_since_check
+from xray_operator.reconcile.iam_flow import (
+    check_enabled,
+    interval_seconds,
+    run_iam_check,
+    seconds_since_check,
+)
 from xray_operator.reconcile.tracingconfig import Event
 
 TICK_SECONDS = 10.0
@@ -42,6 +47,9 @@ async def check_now(tc: dict[str, Any]) -> None:
 async def after_reconcile(tc: dict[str, Any], reason: str, index: kopf.Index[Any, Any]) -> None:
     """Called by the TracingConfig handler once the children are applied."""
     _ensure_loop(index)
+    if not check_enabled(tc):
+        _due.pop(_key(tc), None)  # the reconcile's own status write said CheckDisabled
+        return
     status = tc.get("status") or {}
     age = seconds_since_check(tc)
     unchanged = status.get("observedGeneration") == tc["metadata"].get("generation")

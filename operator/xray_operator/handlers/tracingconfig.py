@@ -38,22 +38,29 @@ def tracingconfigs(body: kopf.Body, **_: Any) -> dict[Any, Any]:
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile_config(body: kopf.Body, reason: str, **kwargs: Any) -> None:
     tc = plain(body)
-    await _reconcile(tc, index_from(kwargs))
+    old = plain(kwargs.get("old") or {})
+    was_default = bool((old.get("spec") or {}).get("default"))
+    # Children only stop being desired when the operator itself changes, i.e. at a restart
+    # (resume): pruning (a LIST per child kind) is needed then, not on every edit.
+    await _reconcile(tc, index_from(kwargs), prune=str(reason) == "resume", was_default=was_default)
     await iam.after_reconcile(tc, str(reason), index_from(kwargs))
 
 
-async def _reconcile(body: dict[str, Any], index: kopf.Index[Any, Any]) -> None:
+async def _reconcile(
+    body: dict[str, Any], index: kopf.Index[Any, Any], *, prune: bool, was_default: bool
+) -> None:
     meta = body["metadata"]
     async with runtime.lock_for(meta["namespace"], meta["name"]):
         try:
             outcome = await asyncio.to_thread(
-                reconcile, runtime.kube(), body, configs=configs_from(index)
+                reconcile, runtime.kube(), body, configs=configs_from(index), prune=prune
             )
         except KubeError as err:
             # API hiccups and races (409, 5xx, throttling) are retried; kopf logs each attempt.
             raise kopf.TemporaryError(f"reconcile failed: {err}", delay=5) from err
     post(body, outcome.events)
-    await _refresh_other_defaults(body, index)
+    if was_default or (body.get("spec") or {}).get("default"):
+        await _refresh_other_defaults(body, index)
     if outcome.invalid:
         raise kopf.PermanentError(outcome.invalid)
 

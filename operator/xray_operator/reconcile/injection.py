@@ -115,18 +115,24 @@ def reconcile_workload(
             # Refused before for this very body and spec: asking again (and posting another
             # Event on every status update) changes nothing until someone edits the workload.
             return _result(workload, plan, False, refused[2])
-        if plan.needs_write and _written.get(key) == plan.body:
-            # We sent this very body already: the object we hold is probably older than our
-            # write (watch events queue up, a full pass lists while events arrive). A read is
-            # cheaper than a repeated write; plan again from what the server has now.
-            fresh = kube.get(workload.get("apiVersion", "apps/v1"), key[0], key[1], key[2])
-            if fresh is None:
+        last = _written.get(key)
+        if plan.needs_write and last is not None and last[0] == plan.body:
+            # We sent this very body already. An object from before our write (watch events
+            # queue up; a full pass lists while events arrive) is stale: the server has the
+            # write, and neither a read nor a second write is needed. resourceVersions are
+            # opaque; where one cannot be compared, read what the server has now.
+            stale = _not_newer(metadata.get("resourceVersion"), last[1])
+            if stale:
                 return _result(workload, plan, False, None)
-            workload = fresh
-            plan = plan_workload(workload, namespace_annotations, targets)
-        wrote, error = _write(kube, plan)
+            if stale is None:
+                fresh = kube.get(workload.get("apiVersion", "apps/v1"), key[0], key[1], key[2])
+                if fresh is None:
+                    return _result(workload, plan, False, None)
+                workload = fresh
+                plan = plan_workload(workload, namespace_annotations, targets)
+        wrote, error, version = _write(kube, plan)
         if wrote:
-            _written[key] = plan.body
+            _written[key] = (plan.body, version)
             _refused.pop(key, None)
         elif error:
             _refused[key] = (plan.body, (workload.get("metadata") or {}).get("generation"), error)
@@ -139,7 +145,7 @@ def reconcile_workload(
 # Per workload: a lock, and the body of the last write.
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
-_written: dict[tuple[str, str, str], Obj] = {}
+_written: dict[tuple[str, str, str], tuple[Obj, str | None]] = {}
 # Per workload: (body, generation, error) of the last apply the API server refused.
 _refused: dict[tuple[str, str, str], tuple[Obj, Any, str]] = {}
 
@@ -149,19 +155,28 @@ def _lock_for(key: tuple[str, str, str]) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
-def _write(kube: Kube, plan: WorkloadPlan) -> tuple[bool, str | None]:
+def _not_newer(version: str | None, written: str | None) -> bool | None:
+    """Is `version` at or before our write's? None when they cannot be compared."""
+    try:
+        return int(version or "") <= int(written or "")
+    except ValueError:
+        return None
+
+
+def _write(kube: Kube, plan: WorkloadPlan) -> tuple[bool, str | None, str | None]:
+    """(wrote, error, resourceVersion after the write)."""
     if not plan.needs_write:
-        return False, None
+        return False, None, None
     try:
         # force=False: if another manager (a GitOps tool that copied the live object) owns
         # an entry with a different value, taking it over would start a tug of war.
-        kube.apply(plan.body, field_manager=INJECTION_FIELD_MANAGER, force=False)
+        applied = kube.apply(plan.body, field_manager=INJECTION_FIELD_MANAGER, force=False)
     except KubeError as err:
         if not err.conflict:
             raise
         return False, (f"not injected: another field manager owns a conflicting value "
-                       f"({err.message})")
-    return True, None
+                       f"({err.message})"), None
+    return True, None, (applied.get("metadata") or {}).get("resourceVersion")
 
 
 def reconcile_all(

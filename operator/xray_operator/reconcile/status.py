@@ -70,14 +70,20 @@ def update_status(
     make_change: Callable[[Obj], StatusChange | None],
     *,
     attempts: int = 5,
+    current: Obj | None = None,
 ) -> StatusResult:
     """Read the TracingConfig, let `make_change` decide, write the difference (if any).
 
     The patch carries the resourceVersion it was computed from, so two flows (or two threads)
     writing at once cannot lose each other's conditions: the later one gets 409 Conflict and
-    computes again from the fresh object."""
+    computes again from the fresh object. `current`, an object the caller just received (a
+    watch event), saves the first read; a stale one only costs the 409 and a retry."""
     for attempt in range(attempts):
-        tc = kube.get(API_VERSION, KIND, namespace, name)
+        tc = (
+            current
+            if attempt == 0 and current is not None
+            else kube.get(API_VERSION, KIND, namespace, name)
+        )
         if tc is None or tc["metadata"].get("deletionTimestamp"):
             return StatusResult(tc=None)
         change = make_change(tc)

@@ -132,6 +132,17 @@ def daemon_status(
         "daemonAddress": render.address_for(model),
         "daemonSet": daemonset_counts(ds),
     }
+    if not model.spec.iam.check:
+        # Said here, in the same write, rather than by the IAM flow in one more.
+        fields["iam"] = None
+        conditions.append(
+            Cond(
+                "IAMPermissionsVerified",
+                "Unknown",
+                "CheckDisabled",
+                "spec.iam.check is false; the daemon's permissions are not checked",
+            )
+        )
     return StatusChange(fields=fields, conditions=conditions)
 
 
