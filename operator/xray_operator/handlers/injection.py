@@ -35,6 +35,7 @@ from xray_operator.handlers.common import plain
 from xray_operator.reconcile import runtime
 from xray_operator.reconcile.injection import (
     InjectionResult,
+    forget,
     injected_counts,
     reconcile_all,
     reconcile_workload,
@@ -165,6 +166,8 @@ async def workload_event(
     key: Key = (body.get("kind", ""), meta["namespace"], meta["name"])
     if type == "DELETED" or meta.get("deletionTimestamp"):
         _remember(key, None)
+        if type == "DELETED":
+            forget(*key)
         return
     ns_annotations = namespace_annotations_from(kwargs["injection_namespaces"], meta["namespace"])
     if not _maybe_ours(body, ns_annotations):

@@ -150,6 +150,15 @@ _written: dict[tuple[str, str, str], tuple[Obj, str | None]] = {}
 _refused: dict[tuple[str, str, str], tuple[Obj, Any, str]] = {}
 
 
+def forget(kind: str, namespace: str, name: str) -> None:
+    """Drop what is remembered of a workload that is gone (the maps would grow forever)."""
+    key = (kind, namespace, name)
+    _written.pop(key, None)
+    _refused.pop(key, None)
+    with _locks_guard:
+        _locks.pop(key, None)
+
+
 def _lock_for(key: tuple[str, str, str]) -> threading.Lock:
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())
