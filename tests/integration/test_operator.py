@@ -211,8 +211,13 @@ def test_steady_state_sends_no_writes(
         timeout=120,
         what="no namespace terminating",
     )
-    time.sleep(10)  # let status settle and retries of earlier work end
-    wait_audit_flush()
+    # "Nothing changing" starts once the operator has finished what earlier changes asked of it
+    # (status updates, Events of deleted namespaces): 10 s without a request from it.
+    def quiet_for_10s() -> bool:
+        wait_audit_flush()
+        return not audit_events(cluster, since=time.time() - 12)
+
+    wait_for(quiet_for_10s, timeout=180, interval=1, what="the operator idle for 10 s")
     since = time.time()
     time.sleep(60)
     wait_audit_flush()

@@ -269,6 +269,8 @@ def reconcile_child(
         verb = "re-created" if deleted else "restored"
         outcome.events.append(Event("Normal", "DriftCorrected", f"{verb} {key}"))
     if child["kind"] == "DaemonSet":
+        if namespace_terminating(kube, namespace):
+            return outcome  # daemons going away with their namespace: nothing to report
         status = refresh_daemon_status(kube, tc, current, configs)
         outcome.status_written = status.status_written
         outcome.events.extend(status.events)
