@@ -21,7 +21,7 @@ from xray_operator.constants import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
 )
-from xray_operator.reconcile.kube import Kube, KubeError
+from xray_operator.reconcile.kube import Kube
 
 Obj = dict[str, Any]
 APPLIED_HASH_ANNOTATION = "xray-operator.dev/applied-hash"
@@ -125,23 +125,13 @@ def find_conflicts(kube: Kube, tc: Obj, desired: list[Obj], live: dict[str, Obj]
     return conflicts
 
 
-def apply_children(
-    kube: Kube, tc: Obj, desired: list[Obj], live: dict[str, Obj] | None = None
-) -> ChildrenResult:
+def apply_children(kube: Kube, tc: Obj, desired: list[Obj]) -> ChildrenResult:
     """Apply every desired child that is missing or differs. Nothing is applied when any name
     is taken by a foreign object: a half-applied daemon set-up is worse than none."""
     result = ChildrenResult()
-    known: dict[str, Obj] = dict(live or {})
+    known: dict[str, Obj] = {}
     wanted = [with_ownership(obj, tc) for obj in desired]
-    if live is None:
-        result.conflicts = find_conflicts(kube, tc, wanted, known)
-    else:
-        result.conflicts = [
-            f"{o['kind']} {o['metadata']['namespace']}/{o['metadata']['name']} already exists "
-            "and is not managed by this TracingConfig; delete or rename it"
-            for r, o in known.items()
-            if not ours(o, tc)
-        ]
+    result.conflicts = find_conflicts(kube, tc, wanted, known)
     if result.conflicts:
         result.live = known
         return result
@@ -166,15 +156,7 @@ def prune_children(kube: Kube, tc: Obj, desired: list[Obj]) -> list[str]:
         for obj in kube.list(api_version, kind, meta["namespace"], label_selector=selector):
             if ref(obj) in wanted or not owned_by(obj, tc):
                 continue
-            try:
-                if kube.delete(
-                    api_version,
-                    kind,
-                    meta["namespace"],
-                    obj["metadata"]["name"],
-                    uid=obj["metadata"]["uid"],
-                ):
-                    deleted.append(ref(obj))
-            except KubeError:
-                raise
+            name = obj["metadata"]["name"]
+            if kube.delete(api_version, kind, meta["namespace"], name, uid=obj["metadata"]["uid"]):
+                deleted.append(ref(obj))
     return deleted

@@ -52,12 +52,6 @@ def compute(tc: Obj, change: StatusChange) -> tuple[Obj, list[Cond]]:
     ]
     ready = ready_condition(others)
     conditions = merge_conditions(conditions, [ready], generation=generation)
-    # Keep transition times stable when nothing else changed, so equal status means no write.
-    old = {c.get("type"): c for c in current.get("conditions", [])}
-    for cond in conditions:
-        prev = old.get(cond["type"])
-        if prev and all(prev.get(k) == cond.get(k) for k in ("status", "reason", "message")):
-            cond["lastTransitionTime"] = prev.get("lastTransitionTime", cond["lastTransitionTime"])
     desired = {**change.fields, "conditions": conditions}
     updates = [*change.conditions, ready]
     return status_patch(current, desired), transitions(current.get("conditions", []), updates)

@@ -45,6 +45,14 @@ class Outcome:
     invalid: str | None = None
 
 
+def transition_events(transitions: list[Cond]) -> list[Event]:
+    """An Event for each condition whose status or reason changed."""
+    return [
+        Event("Normal" if c.status == "True" else "Warning", c.reason, f"{c.type}: {c.message}")
+        for c in transitions
+    ]
+
+
 def default_conflict(tc: Obj, configs: list[Obj]) -> str | None:
     """If `tc` is one of several `default: true` configs and not the oldest, say so."""
     if not (tc.get("spec") or {}).get("default"):
@@ -113,9 +121,7 @@ def refresh_default_conflict(kube: Kube, tc: Obj, configs: list[Obj]) -> Outcome
         lambda fresh: StatusChange(conditions=default_conditions(fresh, clash)),
     )
     outcome.status_written = status.written
-    for cond in status.transitions:
-        kind = "Normal" if cond.status == "True" else "Warning"
-        outcome.events.append(Event(kind, cond.reason, f"{cond.type}: {cond.message}"))
+    outcome.events.extend(transition_events(status.transitions))
     return outcome
 
 
@@ -152,11 +158,9 @@ def reconcile(
     *,
     configs: list[Obj],
     prune: bool = True,
-    live: dict[str, Obj] | None = None,
 ) -> Outcome:
     """Make the children match the spec and write the status. `configs` are all
-    TracingConfigs (for the default: true rule); `live` optionally gives children as just seen
-    by a watch, saving the reads."""
+    TracingConfigs (for the default: true rule)."""
     meta = tc["metadata"]
     outcome = Outcome()
     try:
@@ -178,7 +182,7 @@ def reconcile(
         return outcome
 
     desired = render.desired(model)
-    result = apply_children(kube, tc, desired, live)
+    result = apply_children(kube, tc, desired)
     outcome.children = result
     if prune and not result.conflicts:
         result.deleted = prune_children(kube, tc, desired)
@@ -197,9 +201,7 @@ def reconcile(
         outcome.events.append(Event("Normal", "Applied", "applied " + ", ".join(result.applied)))
     if result.deleted:
         outcome.events.append(Event("Normal", "Pruned", "deleted " + ", ".join(result.deleted)))
-    for cond in status.transitions:
-        kind = "Normal" if cond.status == "True" else "Warning"
-        outcome.events.append(Event(kind, cond.reason, f"{cond.type}: {cond.message}"))
+    outcome.events.extend(transition_events(status.transitions))
     return outcome
 
 
@@ -219,9 +221,7 @@ def refresh_daemon_status(kube: Kube, tc: Obj, ds: Obj | None, configs: list[Obj
         lambda fresh: daemon_status(fresh, model, ds, [], clash),
     )
     outcome.status_written = status.written
-    for cond in status.transitions:
-        kind = "Normal" if cond.status == "True" else "Warning"
-        outcome.events.append(Event(kind, cond.reason, f"{cond.type}: {cond.message}"))
+    outcome.events.extend(transition_events(status.transitions))
     return outcome
 
 

@@ -105,10 +105,8 @@ def daemonset_condition(ds: Obj | None, *, conflict: str | None = None) -> Cond:
     return Cond("DaemonSetAvailable", "True", "AllDaemonsReady", f"{ready}/{desired} daemons ready")
 
 
-def ready_condition(others: list[Cond], *, blocking: Cond | None = None) -> Cond:
+def ready_condition(others: list[Cond]) -> Cond:
     """Ready is True when every other condition that matters is True (Unknown IAM is fine)."""
-    if blocking is not None:
-        return Cond("Ready", "False", blocking.reason, blocking.message)
     for cond in others:
         if cond.status == "False":
             return Cond("Ready", "False", cond.reason, f"{cond.type}: {cond.message}")
